@@ -1,0 +1,594 @@
+/*
+ * The configuration file: found by the documented search order, parsed with
+ * json-c, checked strictly (unknown fields and wrong types are errors that
+ * name the JSON path) before anything uses it.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define CONFIG_MAX_BYTES (1024 * 1024)
+
+static const char *const top_level_fields[] = {
+	"plugin_path", "keys", "graph", "serve", NULL
+};
+static const char *const host_key_fields[] = {
+	"provider", "phone_numbers", "waba_id", NULL
+};
+
+static int in_list(const char *const *list, const char *name)
+{
+	for (; *list; list++)
+		if (strcmp(*list, name) == 0)
+			return 1;
+	return 0;
+}
+
+static void join_list(char *buf, size_t len, const char *const *list)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (; *list && used < len; list++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s",
+		                         used ? ", " : "", *list);
+}
+
+int fv__config_is_host_key_field(const char *name)
+{
+	return in_list(host_key_fields, name);
+}
+
+static const char *type_name(json_type t)
+{
+	switch (t) {
+	case json_type_null: return "null";
+	case json_type_boolean: return "a boolean";
+	case json_type_double: return "a number";
+	case json_type_int: return "an integer";
+	case json_type_object: return "an object";
+	case json_type_array: return "an array";
+	case json_type_string: return "a string";
+	}
+	return "unknown";
+}
+
+static int expect_type(json_object *v, json_type t, const char *where)
+{
+	if (json_object_get_type(v) != t)
+		return fv__error_set(FV_ERR_CONFIG, "%s: expected %s, found %s", where,
+		                     type_name(t), type_name(json_object_get_type(v)));
+	return FV_OK;
+}
+
+/* An array of strings into a NULL-terminated copy. */
+static int string_array(char ***out, size_t *count, json_object *v,
+                        const char *where, int digits_only)
+{
+	char item_where[256];
+	size_t i, n;
+	char **list;
+	int rc;
+
+	if ((rc = expect_type(v, json_type_array, where)) != FV_OK)
+		return rc;
+	n = json_object_array_length(v);
+	list = calloc(n + 1, sizeof(*list));
+	if (!list)
+		return fv__error_nomem();
+	for (i = 0; i < n; i++) {
+		json_object *item = json_object_array_get_idx(v, i);
+		const char *s;
+
+		snprintf(item_where, sizeof(item_where), "%s[%zu]", where, i);
+		if ((rc = expect_type(item, json_type_string, item_where)) != FV_OK)
+			goto fail;
+		s = json_object_get_string(item);
+		if (!*s || (digits_only && strspn(s, "0123456789") != strlen(s))) {
+			rc = fv__error_set(FV_ERR_CONFIG, "%s: '%s' is not %s", item_where, s,
+			                   digits_only ? "a numeric id" : "a non-empty string");
+			goto fail;
+		}
+		if (!(list[i] = strdup(s))) {
+			rc = fv__error_nomem();
+			goto fail;
+		}
+	}
+	*out = list;
+	*count = n;
+	return FV_OK;
+fail:
+	for (i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+	return rc;
+}
+
+static void free_string_array(char **list, size_t n)
+{
+	size_t i;
+
+	if (!list)
+		return;
+	for (i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+static int valid_provider_name(const char *s)
+{
+	return *s && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == strlen(s);
+}
+
+static int parse_key(struct fv_key_entry *key, const char *name, json_object *obj)
+{
+	char where[256], field_where[320];
+	json_object *v;
+	int rc;
+
+	snprintf(where, sizeof(where), "keys.%s", name);
+	if ((rc = expect_type(obj, json_type_object, where)) != FV_OK)
+		return rc;
+	if (!(key->name = strdup(name)))
+		return fv__error_nomem();
+	key->entry = obj;
+	if (!json_object_object_get_ex(obj, "provider", &v))
+		return fv__error_set(FV_ERR_CONFIG,
+			"%s.provider: missing; name the plugin that holds this key (pem, pkcs11, tpm2, openssl, ...)",
+			where);
+	snprintf(field_where, sizeof(field_where), "%s.provider", where);
+	if ((rc = expect_type(v, json_type_string, field_where)) != FV_OK)
+		return rc;
+	if (!valid_provider_name(json_object_get_string(v)))
+		return fv__error_set(FV_ERR_CONFIG,
+			"%s: '%s' is not a provider name (lowercase letters, digits, - and _)",
+			field_where, json_object_get_string(v));
+	if (!(key->provider = strdup(json_object_get_string(v))))
+		return fv__error_nomem();
+	if (json_object_object_get_ex(obj, "phone_numbers", &v)) {
+		snprintf(field_where, sizeof(field_where), "%s.phone_numbers", where);
+		if ((rc = string_array(&key->phone_numbers, &key->phone_count, v,
+		                       field_where, 1)) != FV_OK)
+			return rc;
+	}
+	if (json_object_object_get_ex(obj, "waba_id", &v)) {
+		const char *s;
+
+		snprintf(field_where, sizeof(field_where), "%s.waba_id", where);
+		if ((rc = expect_type(v, json_type_string, field_where)) != FV_OK)
+			return rc;
+		s = json_object_get_string(v);
+		if (!*s || strspn(s, "0123456789") != strlen(s))
+			return fv__error_set(FV_ERR_CONFIG, "%s: '%s' is not a numeric id",
+			                     field_where, s);
+		if (!(key->waba_id = strdup(s)))
+			return fv__error_nomem();
+	}
+	return FV_OK;
+}
+
+static int parse_root(fv_context *ctx)
+{
+	char known[256];
+	json_object *v;
+	int rc;
+
+	if (json_object_get_type(ctx->root) != json_type_object)
+		return fv__error_set(FV_ERR_CONFIG,
+			"the configuration must be a JSON object; see config/flowvault.example.json");
+	join_list(known, sizeof(known), top_level_fields);
+	json_object_object_foreach(ctx->root, name, value) {
+		(void)value;
+		if (!in_list(top_level_fields, name))
+			return fv__error_set(FV_ERR_CONFIG,
+				"%s: unknown field (known fields: %s)", name, known);
+	}
+	if (json_object_object_get_ex(ctx->root, "plugin_path", &v) &&
+	    (rc = string_array(&ctx->plugin_path, &ctx->plugin_path_count, v,
+	                       "plugin_path", 0)) != FV_OK)
+		return rc;
+	if (json_object_object_get_ex(ctx->root, "keys", &v)) {
+		size_t i = 0;
+
+		if ((rc = expect_type(v, json_type_object, "keys")) != FV_OK)
+			return rc;
+		ctx->key_count = (size_t)json_object_object_length(v);
+		ctx->keys = calloc(ctx->key_count ? ctx->key_count : 1, sizeof(*ctx->keys));
+		if (!ctx->keys)
+			return fv__error_nomem();
+		json_object_object_foreach(v, name2, entry) {
+			if ((rc = parse_key(&ctx->keys[i++], name2, entry)) != FV_OK)
+				return rc;
+		}
+	}
+	if (json_object_object_get_ex(ctx->root, "graph", &v)) {
+		if ((rc = expect_type(v, json_type_object, "graph")) != FV_OK ||
+		    (rc = fv__graph_config_check(v, "graph")) != FV_OK)
+			return rc;
+		ctx->graph = v;
+	}
+	if (json_object_object_get_ex(ctx->root, "serve", &v)) {
+		if ((rc = expect_type(v, json_type_object, "serve")) != FV_OK)
+			return rc;
+		ctx->serve = v;
+	}
+	return FV_OK;
+}
+
+/* The first existing file of the documented search order. */
+static int find_config(char **out, const char *explicit_path, char *looked,
+                       size_t looked_len)
+{
+	char candidate[PATH_MAX];
+	const char *env;
+
+	looked[0] = '\0';
+	if (!explicit_path && (env = getenv("FLOWVAULT_CONFIG")) && *env)
+		explicit_path = env;
+	if (explicit_path) {
+		/* Absolute, so relative paths inside it resolve against its directory. */
+		*out = realpath(explicit_path, NULL);
+		if (!*out && errno == ENOENT) {
+			fv__error_set(FV_ERR_CONFIG, "configuration file '%s' does not exist",
+			              explicit_path);
+			return FV_ERR_CONFIG;
+		}
+		if (!*out)
+			*out = strdup(explicit_path);
+		return *out ? FV_OK : fv__error_nomem();
+	}
+	if ((env = getenv("XDG_CONFIG_HOME")) && *env)
+		snprintf(candidate, sizeof(candidate), "%s/flowvault/config.json", env);
+	else if ((env = getenv("HOME")) && *env)
+		snprintf(candidate, sizeof(candidate), "%s/.config/flowvault/config.json", env);
+	else
+		candidate[0] = '\0';
+	if (candidate[0]) {
+		if (access(candidate, F_OK) == 0) {
+			*out = strdup(candidate);
+			return *out ? FV_OK : fv__error_nomem();
+		}
+		snprintf(looked, looked_len, "%s, ", candidate);
+	}
+	if (access("/etc/flowvault/config.json", F_OK) == 0) {
+		*out = strdup("/etc/flowvault/config.json");
+		return *out ? FV_OK : fv__error_nomem();
+	}
+	snprintf(looked + strlen(looked), looked_len - strlen(looked),
+	         "/etc/flowvault/config.json");
+	*out = NULL;
+	return FV_ERR_NOT_FOUND;
+}
+
+static int load_file(fv_context *ctx)
+{
+	struct json_tokener *tok;
+	enum json_tokener_error jerr;
+	char *text = NULL;
+	size_t len = 0, line = 1, i, offset;
+	int rc;
+
+	rc = fv__path_check_safe(ctx->config_path, "configuration file");
+	if (rc == FV_ERR_NOT_FOUND)
+		return fv__error_set(FV_ERR_CONFIG, "configuration file '%s' does not exist",
+		                     ctx->config_path);
+	if (rc != FV_OK)
+		return fv__error_set(FV_ERR_CONFIG, "%s", fv_error_last()->message);
+	if ((rc = fv__file_read(&text, &len, ctx->config_path, CONFIG_MAX_BYTES)) != FV_OK)
+		return fv__error_set(FV_ERR_CONFIG, "%s", fv_error_last()->message);
+	tok = json_tokener_new();
+	if (!tok) {
+		free(text);
+		return fv__error_nomem();
+	}
+	ctx->root = json_tokener_parse_ex(tok, text, (int)len);
+	jerr = json_tokener_get_error(tok);
+	offset = json_tokener_get_parse_end(tok);
+	if (!ctx->root || jerr != json_tokener_success || offset < len) {
+		/* Trailing white space after the document is fine. */
+		if (ctx->root && jerr == json_tokener_success &&
+		    strspn(text + offset, " \t\r\n") == len - offset) {
+			json_tokener_free(tok);
+			free(text);
+			return FV_OK;
+		}
+		for (i = 0; i < offset && i < len; i++)
+			if (text[i] == '\n')
+				line++;
+		rc = fv__error_set(FV_ERR_CONFIG, "%s:%zu: not valid JSON: %s",
+		                   ctx->config_path, line,
+		                   jerr != json_tokener_success
+		                           ? json_tokener_error_desc(jerr)
+		                           : (ctx->root ? "text after the end of the document"
+		                                        : "unexpected end of file"));
+		json_object_put(ctx->root);
+		ctx->root = NULL;
+	}
+	json_tokener_free(tok);
+	free(text);
+	return rc;
+}
+
+int fv_context_open(fv_context **out, const char *config_path, unsigned int flags)
+{
+	char looked[PATH_MAX * 2];
+	fv_context *ctx;
+	int rc;
+
+	if (!out)
+		return fv__error_set(FV_ERR_USAGE, "fv_context_open: out is NULL");
+	*out = NULL;
+	fv_error_clear();
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return fv__error_nomem();
+	rc = find_config(&ctx->config_path, config_path, looked, sizeof(looked));
+	if (rc == FV_ERR_NOT_FOUND) {
+		if (flags & FV_CONTEXT_CONFIG_OPTIONAL) {
+			*out = ctx;
+			return FV_OK;
+		}
+		fv_context_free(ctx);
+		return fv__error_set(FV_ERR_CONFIG,
+			"no configuration found (looked at %s); pass --config FILE or set FLOWVAULT_CONFIG "
+			"(config/flowvault.example.json shows the format)", looked);
+	}
+	if (rc == FV_ERR_CONFIG) {
+		fv_context_free(ctx);
+		return rc;
+	}
+	if (rc == FV_OK)
+		rc = load_file(ctx);
+	if (rc == FV_OK && (rc = parse_root(ctx)) != FV_OK)
+		fv__error_prefix("%s", ctx->config_path);
+	if (rc == FV_OK && ctx->serve &&
+	    (rc = fv__serve_config_check(ctx->serve, "serve")) != FV_OK)
+		fv__error_prefix("%s", ctx->config_path);
+	if (rc != FV_OK) {
+		/* Every configuration problem is a configuration error (exit 2). */
+		if (fv_error_last()->status != FV_ERR_NOMEM)
+			fv__error_set(FV_ERR_CONFIG, "%s", fv_error_last()->message);
+		rc = fv_error_last()->status;
+		fv_context_free(ctx);
+		return rc;
+	}
+	*out = ctx;
+	return FV_OK;
+}
+
+void fv_context_free(fv_context *ctx)
+{
+	size_t i;
+
+	if (!ctx)
+		return;
+	fv__plugins_unload(ctx);
+	for (i = 0; i < ctx->key_count; i++) {
+		free(ctx->keys[i].name);
+		free(ctx->keys[i].provider);
+		free_string_array(ctx->keys[i].phone_numbers, ctx->keys[i].phone_count);
+		free(ctx->keys[i].waba_id);
+	}
+	free(ctx->keys);
+	free_string_array(ctx->plugin_path, ctx->plugin_path_count);
+	free(ctx->search_path);
+	json_object_put(ctx->root);
+	free(ctx->config_path);
+	free(ctx);
+}
+
+const char *fv_context_config_path(const fv_context *ctx)
+{
+	return ctx ? ctx->config_path : NULL;
+}
+
+size_t fv_context_key_count(const fv_context *ctx)
+{
+	return ctx ? ctx->key_count : 0;
+}
+
+const char *fv_context_key_name(const fv_context *ctx, size_t index)
+{
+	return ctx && index < ctx->key_count ? ctx->keys[index].name : NULL;
+}
+
+const struct fv_key_entry *fv__config_key(const fv_context *ctx, const char *name)
+{
+	size_t i;
+
+	for (i = 0; ctx && name && i < ctx->key_count; i++)
+		if (strcmp(ctx->keys[i].name, name) == 0)
+			return &ctx->keys[i];
+	return NULL;
+}
+
+const char *fv_context_key_provider(const fv_context *ctx, const char *name)
+{
+	const struct fv_key_entry *key = fv__config_key(ctx, name);
+
+	return key ? key->provider : NULL;
+}
+
+size_t fv_context_key_phone_count(const fv_context *ctx, const char *name)
+{
+	const struct fv_key_entry *key = fv__config_key(ctx, name);
+
+	return key ? key->phone_count : 0;
+}
+
+const char *fv_context_key_phone(const fv_context *ctx, const char *name,
+                                 size_t index)
+{
+	const struct fv_key_entry *key = fv__config_key(ctx, name);
+
+	return key && index < key->phone_count ? key->phone_numbers[index] : NULL;
+}
+
+const char *fv_context_key_waba(const fv_context *ctx, const char *name)
+{
+	const struct fv_key_entry *key = fv__config_key(ctx, name);
+
+	return key ? key->waba_id : NULL;
+}
+
+char *fv__config_resolve_path(const fv_context *ctx, const char *path)
+{
+	char dir_buf[PATH_MAX];
+	char *joined;
+	const char *dir;
+	size_t len;
+
+	if (!path)
+		return NULL;
+	if (path[0] == '/' || !ctx || !ctx->config_path)
+		return strdup(path);
+	snprintf(dir_buf, sizeof(dir_buf), "%s", ctx->config_path);
+	dir = dirname(dir_buf);
+	len = strlen(dir) + strlen(path) + 2;
+	joined = malloc(len);
+	if (joined)
+		snprintf(joined, len, "%s/%s", dir, path);
+	return joined;
+}
+
+/* ---- The view of one key entry that its plugin reads ---- */
+
+static const char *field_type_name(int type)
+{
+	switch (type) {
+	case FV_FIELD_STRING: return "a string";
+	case FV_FIELD_INT: return "an integer";
+	case FV_FIELD_BOOL: return "a boolean";
+	case FV_FIELD_STRING_ARRAY: return "an array of strings";
+	case FV_FIELD_SECRET: return "a secret reference (env:NAME, file:PATH or prompt)";
+	}
+	return "a value";
+}
+
+static int field_value_ok(const fv_config_field *field, json_object *v)
+{
+	size_t i;
+
+	switch (field->type) {
+	case FV_FIELD_STRING:
+	case FV_FIELD_SECRET:
+		return json_object_is_type(v, json_type_string);
+	case FV_FIELD_INT:
+		return json_object_is_type(v, json_type_int);
+	case FV_FIELD_BOOL:
+		return json_object_is_type(v, json_type_boolean);
+	case FV_FIELD_STRING_ARRAY:
+		if (!json_object_is_type(v, json_type_array))
+			return 0;
+		for (i = 0; i < json_object_array_length(v); i++)
+			if (!json_object_is_type(json_object_array_get_idx(v, i),
+			                         json_type_string))
+				return 0;
+		return 1;
+	}
+	return 0;
+}
+
+void fv__config_view_free(struct fv_config *cfg)
+{
+	size_t i;
+
+	if (!cfg)
+		return;
+	for (i = 0; cfg->paths && i < cfg->field_count; i++)
+		free(cfg->paths[i]);
+	free(cfg->paths);
+	free(cfg->location);
+	free(cfg);
+}
+
+int fv__config_view_new(struct fv_config **out, const fv_context *ctx,
+                        const char *key_name, const fv_config_field *fields)
+{
+	const struct fv_key_entry *key = fv__config_key(ctx, key_name);
+	struct fv_config *cfg;
+	char known[512];
+	size_t i, used;
+	int rc = FV_OK;
+
+	*out = NULL;
+	if (!key)
+		return fv__error_set(FV_ERR_NOT_FOUND, "keys.%s: no such key in %s",
+		                     key_name ? key_name : "(null)",
+		                     ctx && ctx->config_path ? ctx->config_path
+		                                             : "the configuration");
+	cfg = calloc(1, sizeof(*cfg));
+	if (!cfg)
+		return fv__error_nomem();
+	cfg->entry = key->entry;
+	cfg->fields = fields;
+	for (cfg->field_count = 0; fields && fields[cfg->field_count].name;)
+		cfg->field_count++;
+	cfg->paths = calloc(cfg->field_count + 1, sizeof(char *));
+	if (!cfg->paths || asprintf(&cfg->location, "keys.%s", key->name) < 0) {
+		cfg->location = NULL;
+		fv__config_view_free(cfg);
+		return fv__error_nomem();
+	}
+
+	used = (size_t)snprintf(known, sizeof(known), "provider, phone_numbers, waba_id");
+	for (i = 0; i < cfg->field_count && used < sizeof(known); i++)
+		used += (size_t)snprintf(known + used, sizeof(known) - used, ", %s",
+		                         fields[i].name);
+
+	json_object_object_foreach(key->entry, name, value) {
+		const fv_config_field *field = NULL;
+
+		if (fv__config_is_host_key_field(name))
+			continue;
+		for (i = 0; i < cfg->field_count; i++)
+			if (strcmp(fields[i].name, name) == 0)
+				field = &fields[i];
+		if (!field) {
+			rc = fv__error_set(FV_ERR_CONFIG,
+				"%s.%s: unknown field for provider '%s' (known fields: %s)",
+				cfg->location, name, key->provider, known);
+			break;
+		}
+		if (!field_value_ok(field, value)) {
+			rc = fv__error_set(FV_ERR_CONFIG, "%s.%s: expected %s", cfg->location,
+			                   name, field_type_name(field->type));
+			break;
+		}
+		if (field->type == FV_FIELD_SECRET) {
+			char where[320];
+
+			snprintf(where, sizeof(where), "%s.%s", cfg->location, name);
+			if ((rc = fv__secret_check_field(json_object_get_string(value),
+			                                 where)) != FV_OK)
+				break;
+		}
+	}
+	for (i = 0; rc == FV_OK && i < cfg->field_count; i++) {
+		json_object *v;
+		int present = json_object_object_get_ex(key->entry, fields[i].name, &v);
+
+		if (!present && (fields[i].flags & FV_FIELD_REQUIRED)) {
+			rc = fv__error_set(FV_ERR_CONFIG, "%s.%s: missing (%s)", cfg->location,
+			                   fields[i].name,
+			                   fields[i].help ? fields[i].help : "required");
+			break;
+		}
+		if (present && (fields[i].flags & FV_FIELD_PATH) &&
+		    fields[i].type == FV_FIELD_STRING &&
+		    !(cfg->paths[i] = fv__config_resolve_path(ctx, json_object_get_string(v))))
+			rc = fv__error_nomem();
+	}
+	if (rc != FV_OK) {
+		fv__config_view_free(cfg);
+		return rc;
+	}
+	*out = cfg;
+	return FV_OK;
+}

@@ -1,0 +1,132 @@
+/*
+ * Internal interfaces of libflowvault, shared between core/ files only.
+ * Nothing here is part of the public API or the plugin ABI.
+ */
+#ifndef FLOWVAULT_CORE_INTERNAL_H
+#define FLOWVAULT_CORE_INTERNAL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "flowvault/flowvault.h"
+
+#define FV_INTERNAL __attribute__((visibility("hidden")))
+
+/* ---- error.c ---- */
+
+/* Record status and message for this thread; returns status. */
+FV_INTERNAL int fv__error_set(int status, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+FV_INTERNAL int fv__error_vset(int status, const char *fmt, va_list ap);
+/* Put "prefix: " in front of the current message (keeps the status). */
+FV_INTERNAL int fv__error_prefix(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+/* Shorthand for an allocation failure. */
+FV_INTERNAL int fv__error_nomem(void);
+
+/* ---- log.c ---- */
+
+FV_INTERNAL void fv__log(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+FV_INTERNAL void fv__vlog(int level, const char *fmt, va_list ap);
+
+/* ---- fileutil.c ---- */
+
+/* Atomic, exclusive creation of a private file (see fv_host.file_create). */
+FV_INTERNAL int fv__file_create(const char *path, const void *data,
+                                size_t len, unsigned int mode);
+/* Refuse `path` (and each directory above it) when writable by group or
+ * others (a root-owned sticky directory such as /tmp is accepted) or owned by
+ * someone other than root or the current user. `what` names the file in the
+ * message ("plugin", "configuration file"). */
+FV_INTERNAL int fv__path_check_safe(const char *path, const char *what);
+/* Read a whole file (at most max_len bytes) into a NUL-terminated buffer. */
+FV_INTERNAL int fv__file_read(char **out, size_t *out_len, const char *path,
+                              size_t max_len);
+
+/* ---- config.c ---- */
+
+struct fv_config {
+	json_object *entry;              /* the key entry object (borrowed) */
+	char *location;                  /* "keys.<name>" */
+	const fv_config_field *fields;   /* declared by the plugin */
+	char **paths;                    /* per field: absolute FV_FIELD_PATH value */
+	size_t field_count;
+};
+
+/* Check a key entry against the fields its plugin declares and build the
+ * view the plugin reads (free with fv__config_view_free). */
+FV_INTERNAL int fv__config_view_new(struct fv_config **out, const fv_context *ctx,
+                                    const char *key_name,
+                                    const fv_config_field *fields);
+FV_INTERNAL void fv__config_view_free(struct fv_config *cfg);
+
+struct fv_key_entry {
+	char *name;
+	char *provider;
+	json_object *entry;              /* borrowed from the context's root */
+	char **phone_numbers;
+	size_t phone_count;
+	char *waba_id;
+};
+
+/* `path` made absolute against the configuration file's directory (a copy
+ * to free; `path` itself when already absolute). */
+FV_INTERNAL char *fv__config_resolve_path(const fv_context *ctx,
+                                          const char *path);
+
+/* Fields of a key entry that the host itself understands. */
+FV_INTERNAL int fv__config_is_host_key_field(const char *name);
+FV_INTERNAL const struct fv_key_entry *fv__config_key(const fv_context *ctx,
+                                                      const char *name);
+
+/* Check a section's own fields; `where` is its JSON path ("graph").
+ * Implemented by the module that owns the section. */
+FV_INTERNAL int fv__graph_config_check(json_object *section, const char *where);
+FV_INTERNAL int fv__serve_config_check(json_object *section, const char *where);
+
+/* ---- loader.c ---- */
+
+struct fv_plugin {
+	char *name;
+	char *path;
+	void *handle;                    /* dlopen handle */
+	const fv_provider *ops;
+	size_t ops_size;                 /* min(plugin's struct_size, ours) */
+	struct fv_plugin *next;
+};
+
+/* Load the plugin called `name` (first match on the search path). */
+FV_INTERNAL int fv__plugin_get(const struct fv_plugin **out, fv_context *ctx,
+                               const char *name);
+FV_INTERNAL void fv__plugins_unload(fv_context *ctx);
+/* Member `m` of the plugin's table, or NULL when the plugin's table is too
+ * short to have it. */
+#define FV_PLUGIN_OP(plugin, m)                                              \
+	((offsetof(fv_provider, m) + sizeof((plugin)->ops->m) <= (plugin)->ops_size) \
+		 ? (plugin)->ops->m : NULL)
+
+/* ---- context ---- */
+
+struct fv_context {
+	char *config_path;
+	json_object *root;               /* whole configuration */
+	struct fv_key_entry *keys;
+	size_t key_count;
+	char **plugin_path;              /* from configuration */
+	size_t plugin_path_count;
+	char *search_path;               /* joined, for display */
+	struct fv_plugin *plugins;       /* loaded so far */
+	json_object *graph;              /* "graph" section or NULL (borrowed) */
+	json_object *serve;              /* "serve" section or NULL (borrowed) */
+};
+
+/* ---- secret.c ---- */
+FV_INTERNAL int fv__secret_check_field(const char *value, const char *where);
+
+/* ---- hostsvc.c ---- */
+FV_INTERNAL const fv_host *fv__host_services(void);
+
+#endif

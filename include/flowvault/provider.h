@@ -1,0 +1,329 @@
+/*
+ * flowvault key-provider ABI.
+ *
+ * This header is everything a key-provider plugin needs: it depends on the
+ * C library only (no OpenSSL, json-c or other third-party types), so a plugin
+ * for any key store can be built against it alone.
+ *
+ * Overview
+ * --------
+ * A plugin is a shared object (`<name>.so`) that exports one symbol,
+ * FV_PROVIDER_ENTRY_SYMBOL, of type fv_provider_entry_fn. The host calls it
+ * once after dlopen() with its own ABI version and a table of host services
+ * (struct fv_host). The plugin answers with a pointer to its static function
+ * table (struct fv_provider). Both tables start with `abi_version` and
+ * `struct_size`, and the host checks them before it touches anything else.
+ *
+ * The private key never leaves its store, by design: there is no operation
+ * that returns private key material, and none will be added. The only
+ * private-key operation is RSA-OAEP decryption with SHA-256, MGF1-SHA-256
+ * and an empty label, which is all WhatsApp Flows needs.
+ *
+ * Versioning rules
+ * ----------------
+ * FV_PROVIDER_ABI_VERSION is (major << 16) | minor.
+ *  - A different major version means incompatible tables: the host refuses
+ *    the plugin, and a plugin should refuse a host with another major.
+ *  - A minor version only appends members at the end of fv_host or
+ *    fv_provider, or adds capability bits and status codes. Each side reads
+ *    `struct_size` from the other and never touches a member that lies beyond
+ *    it: a member past the other side's `struct_size` is treated as NULL/0.
+ *  - A table shorter than FV_PROVIDER_MIN_SIZE (the 1.0 layout) is refused.
+ *  - Members are never removed, reordered or retyped within a major version.
+ *
+ * Ownership
+ * ---------
+ *  - Tables returned by the entry point and strings in them are static in the
+ *    plugin and must stay valid until the plugin is unloaded.
+ *  - Buffers passed in by the host (`out`, `der`) belong to the host; the
+ *    plugin writes at most `*len` bytes and reports the length it wrote, or
+ *    the length it needs with FV_ERR_BUFFER_TOO_SMALL.
+ *  - Instances and keys are allocated by the plugin and freed only through
+ *    its own close functions.
+ *  - Strings handed out by host config getters belong to the host and stay
+ *    valid until the instance that received `cfg` is closed.
+ *  - Secrets from fv_host.secret_resolve are allocated by the host and must be
+ *    given back with fv_host.secret_free, which wipes them: call it as soon as
+ *    the secret has been used.
+ *
+ * Threads
+ * -------
+ *  - key_decrypt may be called concurrently from several threads, on the same
+ *    key handle or on different ones. A plugin whose backend cannot do that
+ *    (one TPM context, one PKCS#11 session) serializes internally.
+ *  - Every other call on one instance, or on the keys of one instance, is
+ *    made by one thread at a time and never overlaps key_decrypt on a key
+ *    that is being closed. Different instances may be used from different
+ *    threads at the same time.
+ *  - Host services may be called from any thread.
+ *
+ * Errors
+ * ------
+ * Every function that can fail returns an fv_status: FV_OK (0) or a negative
+ * FV_ERR_* code. Before returning an error, report a message through
+ * fv_host.error() that names the object (file, token, handle) and says what
+ * to do. Never put a secret in a message or a log line.
+ */
+#ifndef FLOWVAULT_PROVIDER_H
+#define FLOWVAULT_PROVIDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Status codes (shared with the application API in flowvault.h) ---- */
+
+typedef enum fv_status {
+	FV_OK = 0,
+	FV_ERR_GENERIC = -1,          /* anything not covered below */
+	FV_ERR_USAGE = -2,            /* invalid argument from the caller */
+	FV_ERR_CONFIG = -3,           /* configuration is invalid */
+	FV_ERR_NOT_FOUND = -4,        /* file, key, token or object not found */
+	FV_ERR_EXISTS = -5,           /* refusing to overwrite an existing object */
+	FV_ERR_AUTH = -6,             /* wrong PIN, passphrase or authorization */
+	FV_ERR_BACKEND = -7,          /* the key store failed or is unreachable */
+	FV_ERR_UNSUPPORTED = -8,      /* operation or mechanism not available */
+	FV_ERR_DECRYPT = -9,          /* ciphertext rejected (length, padding) */
+	FV_ERR_NOMEM = -10,           /* out of memory */
+	FV_ERR_PLUGIN = -11,          /* plugin refused or misbehaved */
+	FV_ERR_BUFFER_TOO_SMALL = -12,/* *len now holds the size needed */
+	FV_ERR_SECRET = -13,          /* a secret reference cannot be resolved */
+	FV_ERR_GRAPH = -14,           /* the Graph API refused or was unreachable */
+	FV_ERR_MISMATCH = -15,        /* registered key differs or is not VALID */
+	FV_ERR_PERMISSION = -16       /* unsafe file ownership or mode */
+} fv_status;
+
+/* ---- Versions and entry point ---- */
+
+#define FV_PROVIDER_ABI_MAJOR 1
+#define FV_PROVIDER_ABI_MINOR 0
+#define FV_PROVIDER_ABI_VERSION \
+	((uint32_t)((FV_PROVIDER_ABI_MAJOR << 16) | FV_PROVIDER_ABI_MINOR))
+#define FV_PROVIDER_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
+
+/* The one symbol a plugin exports. */
+#define FV_PROVIDER_ENTRY_SYMBOL "flowvault_provider_entry"
+
+/* Opaque types: the host owns fv_config; the plugin defines the others. */
+typedef struct fv_config fv_config;
+typedef struct fv_instance fv_instance;
+typedef struct fv_pkey fv_pkey;
+
+/* ---- Host services: the host fills this table; plugins only read it ---- */
+
+/* Log levels, most severe first. Messages at a level above the user's
+ * verbosity are dropped by the host. */
+enum fv_log_level {
+	FV_LOG_ERROR = 0,
+	FV_LOG_WARNING = 1,
+	FV_LOG_INFO = 2,
+	FV_LOG_DEBUG = 3
+};
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FV_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define FV_PRINTF(fmt, args)
+#endif
+
+typedef struct fv_host {
+	uint32_t abi_version;  /* FV_PROVIDER_ABI_VERSION the host was built with */
+	uint32_t struct_size;  /* sizeof(struct fv_host) in the host */
+
+	/* Log a line (no trailing newline needed). Never pass secrets. */
+	void (*log)(int level, const char *fmt, ...) FV_PRINTF(2, 3);
+
+	/*
+	 * Record the error message for the current call on this thread and
+	 * return `status` unchanged, so a plugin can write
+	 *     return host->error(FV_ERR_AUTH, "token '%s': wrong PIN", label);
+	 * The host prefixes the key name; say what failed and what to do.
+	 */
+	int (*error)(int status, const char *fmt, ...) FV_PRINTF(2, 3);
+
+	/*
+	 * Configuration values of this key entry, by field name. Only fields
+	 * the plugin declared in fv_provider.config_fields can be read, and the
+	 * host has already checked their JSON types. Return FV_OK, or
+	 * FV_ERR_NOT_FOUND when the field is absent (use the default then).
+	 * Strings belong to the host (see Ownership).
+	 */
+	int (*config_string)(const fv_config *cfg, const char *name,
+	                     const char **out);
+	int (*config_int)(const fv_config *cfg, const char *name, int64_t *out);
+	int (*config_bool)(const fv_config *cfg, const char *name, int *out);
+	/* Arrays of strings: number of elements, then element `index`. */
+	int (*config_array_size)(const fv_config *cfg, const char *name,
+	                         size_t *out);
+	int (*config_string_at)(const fv_config *cfg, const char *name,
+	                        size_t index, const char **out);
+	/* Where this entry lives in the configuration, e.g. "keys.flows", to
+	 * name fields in messages: "keys.flows.path: no such file ...". */
+	const char *(*config_location)(const fv_config *cfg);
+
+	/*
+	 * Resolve a secret reference ("env:NAME", "file:PATH" or "prompt").
+	 * `purpose` is shown at the prompt ("PIN for token 'flows'"). On success
+	 * *out is a NUL-terminated string of *out_len bytes that the plugin must
+	 * give back with secret_free() right after use.
+	 */
+	int (*secret_resolve)(const char *reference, const char *purpose,
+	                      char **out, size_t *out_len);
+	void (*secret_free)(char *secret, size_t len);
+
+	/*
+	 * Create `path` with `mode` holding `len` bytes, atomically: a temporary
+	 * file in the same directory, fsync, link into place only if `path` does
+	 * not exist (FV_ERR_EXISTS otherwise), fsync the directory. On any
+	 * failure nothing is left behind. For key files and other private blobs.
+	 */
+	int (*file_create)(const char *path, const void *data, size_t len,
+	                   unsigned int mode);
+} fv_host;
+
+/* The 1.0 layout of fv_host; a shorter table is refused by plugins. */
+#define FV_HOST_MIN_SIZE (offsetof(fv_host, file_create) + sizeof(void (*)(void)))
+
+/* ---- Configuration fields a plugin declares ---- */
+
+enum fv_field_type {
+	FV_FIELD_STRING = 1,
+	FV_FIELD_INT = 2,
+	FV_FIELD_BOOL = 3,
+	FV_FIELD_STRING_ARRAY = 4,
+	/* A string that must be a secret reference (env:, file:, prompt).
+	 * The host refuses literal secrets; read it with config_string and
+	 * resolve it with secret_resolve. */
+	FV_FIELD_SECRET = 5
+};
+
+enum fv_field_flags {
+	FV_FIELD_REQUIRED = 1u << 0,
+	/* This field names the key inside the backend (file path, object
+	 * label, handle): what changes between two keys of one backend. */
+	FV_FIELD_KEY_REFERENCE = 1u << 1,
+	/* A file system path: the host makes a relative path absolute against
+	 * the directory of the configuration file before handing it out. */
+	FV_FIELD_PATH = 1u << 2
+};
+
+typedef struct fv_config_field {
+	const char *name;        /* JSON member name in the key entry */
+	int type;                /* enum fv_field_type */
+	unsigned int flags;      /* enum fv_field_flags */
+	const char *help;        /* one line, shown in errors and docs */
+} fv_config_field;
+
+/* ---- The plugin's function table ---- */
+
+/* Capabilities: optional operations a plugin implements. */
+#define FV_CAP_GENERATE (1u << 0)  /* key_generate */
+#define FV_CAP_LIST     (1u << 1)  /* key_list */
+#define FV_CAP_DELETE   (1u << 2)  /* key_delete */
+#define FV_CAP_INFO     (1u << 3)  /* key_info */
+
+/* Callback for key_list: one call per key; return non-zero to stop. */
+typedef int (*fv_key_list_cb)(void *arg, const char *reference,
+                              const char *description);
+
+typedef struct fv_provider {
+	uint32_t abi_version;   /* FV_PROVIDER_ABI_VERSION the plugin was built with */
+	uint32_t struct_size;   /* sizeof(struct fv_provider) in the plugin */
+
+	/* describe: shown by `flowvault plugins`. */
+	const char *name;       /* must equal the file name without ".so" */
+	const char *version;    /* the plugin's own version, e.g. "1.2.0" */
+	uint32_t capabilities;  /* FV_CAP_* bits; unset bits mean NULL below */
+	/* Fields a key entry may contain besides "provider" and the host's own
+	 * fields; terminated by an entry whose name is NULL. The host refuses
+	 * unknown fields and wrong types before calling instance_open. */
+	const fv_config_field *config_fields;
+
+	/*
+	 * Open a provider instance for one configured key entry: parse `cfg`,
+	 * connect to the backend as needed. Do not require the key to exist
+	 * (key_generate is called on an instance too).
+	 */
+	int (*instance_open)(const fv_config *cfg, fv_instance **out);
+	void (*instance_close)(fv_instance *inst);
+
+	/*
+	 * Generate an RSA-2048 key pair inside the backend at the reference the
+	 * configuration names. Refuse with FV_ERR_EXISTS if something is there
+	 * already; on failure leave nothing behind. Optional (FV_CAP_GENERATE).
+	 */
+	int (*key_generate)(fv_instance *inst);
+
+	/* Open the configured key. FV_ERR_NOT_FOUND if it does not exist. */
+	int (*key_open)(fv_instance *inst, fv_pkey **out);
+	void (*key_close)(fv_pkey *key);
+
+	/*
+	 * The public key as DER SubjectPublicKeyInfo. `der` may be NULL to ask
+	 * for the size. On FV_ERR_BUFFER_TOO_SMALL *len holds the size needed.
+	 */
+	int (*key_public_der)(fv_pkey *key, unsigned char *der, size_t *len);
+
+	/*
+	 * RSA-OAEP decryption: hash SHA-256, MGF1 with SHA-256, empty label.
+	 * `in_len` must equal the modulus size; the plain text (at most
+	 * in_len - 66 bytes) goes to `out`, of capacity *out_len, and *out_len
+	 * is set to its length. A ciphertext that fails the padding check gives
+	 * FV_ERR_DECRYPT. May run concurrently (see Threads).
+	 */
+	int (*key_decrypt)(fv_pkey *key, const unsigned char *in, size_t in_len,
+	                   unsigned char *out, size_t *out_len);
+
+	/*
+	 * Optional (FV_CAP_INFO): one line about the key for `flowvault keys`,
+	 * such as "oaep: token; label=flows". Written NUL-terminated into `buf`,
+	 * truncated to `len`.
+	 */
+	int (*key_info)(fv_pkey *key, char *buf, size_t len);
+
+	/* Optional (FV_CAP_LIST): enumerate keys the instance's backend holds. */
+	int (*key_list)(fv_instance *inst, fv_key_list_cb cb, void *arg);
+
+	/* Optional (FV_CAP_DELETE): destroy the configured key in the backend. */
+	int (*key_delete)(fv_instance *inst);
+} fv_provider;
+
+/* The 1.0 layout of fv_provider; the host refuses a shorter table. */
+#define FV_PROVIDER_MIN_SIZE \
+	(offsetof(fv_provider, key_delete) + sizeof(void (*)(void)))
+
+/*
+ * The entry point. `host_abi_version` is the host's FV_PROVIDER_ABI_VERSION;
+ * `host` stays valid until the plugin is unloaded. Return FV_OK and set *out
+ * to the plugin's table, or return FV_ERR_PLUGIN (after host->error when the
+ * host table is usable) to decline, e.g. for an unknown major version.
+ */
+typedef int (*fv_provider_entry_fn)(uint32_t host_abi_version,
+                                    const fv_host *host,
+                                    const fv_provider **out);
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FV_PROVIDER_EXPORT __attribute__((visibility("default")))
+#else
+#define FV_PROVIDER_EXPORT
+#endif
+
+/* Declare the entry point in a plugin:
+ *     FV_PROVIDER_DEFINE_ENTRY(my_entry_function)
+ */
+#define FV_PROVIDER_DEFINE_ENTRY(fn)                                        \
+	FV_PROVIDER_EXPORT int flowvault_provider_entry(                        \
+		uint32_t host_abi_version, const fv_host *host,                     \
+		const fv_provider **out)                                            \
+	{                                                                       \
+		return fn(host_abi_version, host, out);                             \
+	}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FLOWVAULT_PROVIDER_H */

@@ -1,0 +1,91 @@
+# Shared helpers for flowvault's shell tests. Source it first:
+#     . "$FV_SOURCE_DIR/tests/lib.sh"
+# Each test runs in its own temporary directory ($T), removed on exit, and
+# fails (exit 1) on the first broken expectation with a message saying what.
+set -u
+
+: "${FV_BUILD_DIR:?run through ctest, or set FV_BUILD_DIR}"
+: "${FV_SOURCE_DIR:?run through ctest, or set FV_SOURCE_DIR}"
+FV="$FV_BUILD_DIR/bin/flowvault"
+VECTORS="$FV_SOURCE_DIR/tests/vectors"
+T=$(mktemp -d "${TMPDIR:-/tmp}/fvtest.XXXXXX")
+chmod 700 "$T"
+# Do not let the user's own configuration leak into a test.
+unset FLOWVAULT_CONFIG FLOWVAULT_PLUGIN_PATH
+export XDG_CONFIG_HOME="$T/xdg"
+
+fv_cleanup_hooks=()
+# at_exit CMD...: run CMD when the test ends (services, temp tokens).
+at_exit() { fv_cleanup_hooks+=("$*"); }
+fv_cleanup() {
+	local i
+	for ((i = ${#fv_cleanup_hooks[@]} - 1; i >= 0; i--)); do
+		eval "${fv_cleanup_hooks[$i]}" >/dev/null 2>&1 || true
+	done
+	rm -rf "$T"
+}
+trap fv_cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+# run CMD...: run a command, keep its stdout in $OUT, stderr in $ERR and exit
+# status in $RC (never aborts the test).
+run() {
+	set +e
+	"$@" >"$T/.out" 2>"$T/.err"
+	RC=$?
+	set -e
+	OUT=$(cat "$T/.out")
+	ERR=$(cat "$T/.err")
+}
+
+# expect_rc N "what": the last run exited with N.
+expect_rc() {
+	[ "$RC" = "$1" ] || fail "$2: expected exit $1, got $RC
+stdout: $OUT
+stderr: $ERR"
+}
+# expect_out_has TEXT / expect_err_has TEXT: fixed-string match.
+expect_out_has() {
+	grep -qF -- "$1" <<<"$OUT" || fail "stdout lacks '$1'
+stdout: $OUT
+stderr: $ERR"
+}
+expect_err_has() {
+	grep -qF -- "$1" <<<"$ERR" || fail "stderr lacks '$1'
+stdout: $OUT
+stderr: $ERR"
+}
+expect_not_has() { # expect_not_has TEXT FILE...
+	local text=$1; shift
+	! grep -qF -- "$text" "$@" 2>/dev/null || fail "'$text' found in $*"
+}
+expect_file_mode() { # expect_file_mode MODE FILE
+	local m
+	m=$(stat -c %a "$2")
+	[ "$m" = "$1" ] || fail "$2 has mode $m, expected $1"
+}
+
+# free_port: a TCP port nobody listens on right now (loopback).
+free_port() {
+	python3 - <<'PY'
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()
+PY
+}
+
+# wait_port PORT [SECONDS]: until something accepts on 127.0.0.1:PORT.
+wait_port() {
+	local i
+	for ((i = 0; i < ${2:-10} * 10; i++)); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	fail "nothing listens on 127.0.0.1:$1 after ${2:-10}s"
+}
+
+set -e

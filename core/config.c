@@ -328,6 +328,7 @@ int fv_context_open(fv_context **out, const char *config_path, unsigned int flag
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
 		return fv__error_nomem();
+	pthread_mutex_init(&ctx->plugins_lock, NULL);
 	rc = find_config(&ctx->config_path, config_path, looked, sizeof(looked));
 	if (rc == FV_ERR_NOT_FOUND) {
 		if (flags & FV_CONTEXT_CONFIG_OPTIONAL) {
@@ -369,6 +370,7 @@ void fv_context_free(fv_context *ctx)
 	if (!ctx)
 		return;
 	fv__plugins_unload(ctx);
+	pthread_mutex_destroy(&ctx->plugins_lock);
 	for (i = 0; i < ctx->key_count; i++) {
 		free(ctx->keys[i].name);
 		free(ctx->keys[i].provider);
@@ -511,6 +513,7 @@ void fv__config_view_free(struct fv_config *cfg)
 int fv__config_view_new(struct fv_config **out, const fv_context *ctx,
                         const char *key_name, const fv_config_field *fields)
 {
+	static const fv_config_field no_fields[] = { { NULL, 0, 0, NULL } };
 	const struct fv_key_entry *key = fv__config_key(ctx, key_name);
 	struct fv_config *cfg;
 	char known[512];
@@ -523,6 +526,8 @@ int fv__config_view_new(struct fv_config **out, const fv_context *ctx,
 		                     key_name ? key_name : "(null)",
 		                     ctx && ctx->config_path ? ctx->config_path
 		                                             : "the configuration");
+	if (!fields)
+		fields = no_fields;
 	cfg = calloc(1, sizeof(*cfg));
 	if (!cfg)
 		return fv__error_nomem();

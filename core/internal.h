@@ -5,6 +5,7 @@
 #ifndef FLOWVAULT_CORE_INTERNAL_H
 #define FLOWVAULT_CORE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 
@@ -118,7 +119,8 @@ struct fv_context {
 	char **plugin_path;              /* from configuration */
 	size_t plugin_path_count;
 	char *search_path;               /* joined, for display */
-	struct fv_plugin *plugins;       /* loaded so far */
+	struct fv_plugin *plugins;       /* loaded so far, under plugins_lock */
+	pthread_mutex_t plugins_lock;    /* keys may be opened from several threads */
 	json_object *graph;              /* "graph" section or NULL (borrowed) */
 	json_object *serve;              /* "serve" section or NULL (borrowed) */
 };

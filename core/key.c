@@ -49,7 +49,7 @@ static int instance_open(const struct fv_plugin **plugin, struct fv_config **cfg
 		                     ctx->config_path ? ctx->config_path : "the configuration",
 		                     used ? known : "none");
 	}
-	if ((rc = fv__plugin_get(plugin, ctx, entry->provider)) != FV_OK)
+	if (fv__plugin_get(plugin, ctx, entry->provider) != FV_OK || !*plugin)
 		return fv__error_prefix("keys.%s.provider", name);
 	if ((rc = fv__config_view_new(cfg, ctx, name, (*plugin)->ops->config_fields)) != FV_OK)
 		return rc;
@@ -118,9 +118,10 @@ int fv_key_open(fv_key **out, fv_context *ctx, const char *name)
 	key = calloc(1, sizeof(*key));
 	if (!key)
 		return fv__error_nomem();
-	if ((rc = instance_open(&key->plugin, &key->cfg, &key->instance, ctx, name)) != FV_OK) {
+	rc = instance_open(&key->plugin, &key->cfg, &key->instance, ctx, name);
+	if (rc != FV_OK || !key->plugin) {
 		free(key);
-		return rc;
+		return rc != FV_OK ? rc : FV_ERR_PLUGIN;
 	}
 	key->name = strdup(name);
 	key->provider = strdup(key->plugin->name);

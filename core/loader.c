@@ -8,7 +8,9 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -165,6 +167,57 @@ static int check_table(const fv_provider *ops, const char *name, const char *pat
 	return FV_OK;
 }
 
+/* Seconds a plugin's entry point may take in the probe. */
+#define PROBE_SECONDS 10
+
+/*
+ * Run the plugin's entry point once in a child process first, so that a
+ * plugin that crashes or hangs while loading is refused with a message
+ * instead of taking the caller down. The child reports nothing but how it
+ * ended; the real checks happen in this process afterwards.
+ */
+static int probe_in_child(const char *path)
+{
+	pid_t pid;
+	int status;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		return FV_OK; /* cannot probe: fall through to the checked load */
+	if (pid == 0) {
+		fv_provider_entry_fn entry;
+		const fv_provider *ops = NULL;
+		void *handle, *sym;
+
+		alarm(PROBE_SECONDS);
+		/* Only the parent reports; keep the child's own logs quiet. */
+		fv_log_set(NULL, NULL, -1);
+		handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+		if (!handle)
+			_exit(0);
+		sym = dlsym(handle, FV_PROVIDER_ENTRY_SYMBOL);
+		if (!sym)
+			_exit(0);
+		memcpy(&entry, &sym, sizeof(entry));
+		entry(FV_PROVIDER_ABI_VERSION, fv__host_services(), &ops);
+		_exit(0);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return FV_OK;
+	if (WIFSIGNALED(status)) {
+		if (WTERMSIG(status) == SIGALRM)
+			return fv__error_set(FV_ERR_PLUGIN,
+				"plugin '%s': did not finish loading within %d seconds; the plugin is broken, fix or remove it",
+				path, PROBE_SECONDS);
+		return fv__error_set(FV_ERR_PLUGIN,
+			"plugin '%s': crashed while loading (%s); the plugin is broken, fix or remove it",
+			path, strsignal(WTERMSIG(status)));
+	}
+	return FV_OK;
+}
+
 /* Load one plugin file; the new plugin is not linked into ctx yet. */
 static int plugin_load_file(struct fv_plugin **out, const char *path,
                             const char *name)
@@ -177,6 +230,8 @@ static int plugin_load_file(struct fv_plugin **out, const char *path,
 
 	*out = NULL;
 	if ((rc = fv__path_check_safe(path, "plugin")) != FV_OK)
+		return rc;
+	if ((rc = probe_in_child(path)) != FV_OK)
 		return rc;
 	dlerror();
 	handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -233,7 +288,8 @@ static struct fv_plugin *plugin_cached(fv_context *ctx, const char *path)
 	return NULL;
 }
 
-int fv__plugin_get(const struct fv_plugin **out, fv_context *ctx, const char *name)
+static int plugin_get_locked(const struct fv_plugin **out, fv_context *ctx,
+                             const char *name)
 {
 	struct search_dirs sd = { 0 };
 	struct fv_plugin *plugin;
@@ -267,10 +323,22 @@ int fv__plugin_get(const struct fv_plugin **out, fv_context *ctx, const char *na
 			name, fv_plugins_search_path(ctx));
 	if (rc != FV_OK)
 		return rc == FV_ERR_NOMEM ? rc : fv__error_set(FV_ERR_PLUGIN, "%s", fv_error_last()->message);
+	if (!plugin)
+		return fv__error_set(FV_ERR_PLUGIN, "plugin '%s': failed to load", name);
 	plugin->next = ctx->plugins;
 	ctx->plugins = plugin;
 	*out = plugin;
 	return FV_OK;
+}
+
+int fv__plugin_get(const struct fv_plugin **out, fv_context *ctx, const char *name)
+{
+	int rc;
+
+	pthread_mutex_lock(&ctx->plugins_lock);
+	rc = plugin_get_locked(out, ctx, name);
+	pthread_mutex_unlock(&ctx->plugins_lock);
+	return rc;
 }
 
 void fv__plugins_unload(fv_context *ctx)
@@ -345,6 +413,7 @@ int fv_plugins_foreach(fv_context *ctx, fv_plugin_cb cb, void *arg)
 		search_dirs_free(&sd);
 		return rc;
 	}
+	pthread_mutex_lock(&ctx->plugins_lock);
 	for (i = 0; i < sd.count && !stop; i++) {
 		DIR *d = opendir(sd.dirs[i]);
 		struct dirent *de;
@@ -366,7 +435,8 @@ int fv_plugins_foreach(fv_context *ctx, fv_plugin_cb cb, void *arg)
 				n++;
 		}
 		closedir(d);
-		qsort(files, n, sizeof(*files), compare_names);
+		if (n)
+			qsort(files, n, sizeof(*files), compare_names);
 		for (j = 0; j < n; j++) {
 			if (!stop && report_file(ctx, sd.dirs[i], files[j], cb, arg) != 0)
 				stop = 1;
@@ -374,6 +444,7 @@ int fv_plugins_foreach(fv_context *ctx, fv_plugin_cb cb, void *arg)
 		}
 		free(files);
 	}
+	pthread_mutex_unlock(&ctx->plugins_lock);
 	search_dirs_free(&sd);
 	fv_error_clear();
 	return FV_OK;

@@ -145,7 +145,7 @@ static int resolve_prompt(char **out, size_t *out_len, const char *purpose)
 			purpose);
 	setvbuf(tty, NULL, _IONBF, 0);
 	if (tcgetattr(fileno(tty), &saved) != 0) {
-		fclose(tty);
+		(void)fclose(tty);
 		return fv__error_set(FV_ERR_SECRET,
 			"%s: 'prompt' needs a terminal and there is none; use env:NAME or file:PATH instead",
 			purpose);
@@ -162,7 +162,7 @@ static int resolve_prompt(char **out, size_t *out_len, const char *purpose)
 	restored = tcsetattr(fileno(tty), TCSAFLUSH, &saved);
 	(void)restored;
 	fputc('\n', tty);
-	fclose(tty);
+	(void)fclose(tty);
 	if (rc == FV_OK) {
 		len = strcspn(buf, "\r\n");
 		*out = secret_dup(buf, len);

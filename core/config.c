@@ -266,12 +266,51 @@ static int find_config(char **out, const char *explicit_path, char *looked,
 	return FV_ERR_NOT_FOUND;
 }
 
-static int load_file(fv_context *ctx)
+/* Parse the JSON text of a configuration into ctx->root. */
+static int parse_text(fv_context *ctx, const char *text, size_t len)
 {
 	struct json_tokener *tok;
 	enum json_tokener_error jerr;
+	size_t line = 1, i, offset;
+	const char *what;
+	int rc = FV_OK;
+
+	if (len > CONFIG_MAX_BYTES)
+		return fv__error_set(FV_ERR_CONFIG, "%s: larger than %d bytes", ctx->config_path,
+		                     CONFIG_MAX_BYTES);
+	tok = json_tokener_new();
+	if (!tok)
+		return fv__error_nomem();
+	ctx->root = json_tokener_parse_ex(tok, text, (int)len);
+	jerr = json_tokener_get_error(tok);
+	offset = json_tokener_get_parse_end(tok);
+	/* Trailing white space after the document is fine; anything else is not. */
+	if (ctx->root && jerr == json_tokener_success &&
+	    (offset >= len || strspn(text + offset, " \t\r\n") == len - offset)) {
+		json_tokener_free(tok);
+		return FV_OK;
+	}
+	for (i = 0; i < offset && i < len; i++)
+		if (text[i] == '\n')
+			line++;
+	if (jerr == json_tokener_continue || (!ctx->root && jerr == json_tokener_success))
+		what = "unexpected end of file";
+	else if (jerr != json_tokener_success)
+		what = json_tokener_error_desc(jerr);
+	else
+		what = "text after the end of the document";
+	rc = fv__error_set(FV_ERR_CONFIG, "%s:%zu: not valid JSON: %s", ctx->config_path,
+	                   line, what);
+	json_object_put(ctx->root);
+	ctx->root = NULL;
+	json_tokener_free(tok);
+	return rc;
+}
+
+static int load_file(fv_context *ctx)
+{
 	char *text = NULL;
-	size_t len = 0, line = 1, i, offset;
+	size_t len = 0;
 	int rc;
 
 	rc = fv__path_check_safe(ctx->config_path, "configuration file");
@@ -279,40 +318,32 @@ static int load_file(fv_context *ctx)
 		return fv__error_set(FV_ERR_CONFIG, "configuration file '%s' does not exist",
 		                     ctx->config_path);
 	if (rc != FV_OK)
-		return fv__error_set(FV_ERR_CONFIG, "%s", fv_error_last()->message);
+		return fv__error_restatus(FV_ERR_CONFIG);
 	if ((rc = fv__file_read(&text, &len, ctx->config_path, CONFIG_MAX_BYTES)) != FV_OK)
-		return fv__error_set(FV_ERR_CONFIG, "%s", fv_error_last()->message);
-	tok = json_tokener_new();
-	if (!tok) {
-		free(text);
-		return fv__error_nomem();
-	}
-	ctx->root = json_tokener_parse_ex(tok, text, (int)len);
-	jerr = json_tokener_get_error(tok);
-	offset = json_tokener_get_parse_end(tok);
-	if (!ctx->root || jerr != json_tokener_success || offset < len) {
-		/* Trailing white space after the document is fine. */
-		if (ctx->root && jerr == json_tokener_success &&
-		    strspn(text + offset, " \t\r\n") == len - offset) {
-			json_tokener_free(tok);
-			free(text);
-			return FV_OK;
-		}
-		for (i = 0; i < offset && i < len; i++)
-			if (text[i] == '\n')
-				line++;
-		rc = fv__error_set(FV_ERR_CONFIG, "%s:%zu: not valid JSON: %s",
-		                   ctx->config_path, line,
-		                   jerr != json_tokener_success
-		                           ? json_tokener_error_desc(jerr)
-		                           : (ctx->root ? "text after the end of the document"
-		                                        : "unexpected end of file"));
-		json_object_put(ctx->root);
-		ctx->root = NULL;
-	}
-	json_tokener_free(tok);
+		return fv__error_restatus(FV_ERR_CONFIG);
+	rc = parse_text(ctx, text, len);
 	free(text);
 	return rc;
+}
+
+/* Check the parsed document; on failure free ctx. */
+static int finish_open(fv_context **out, fv_context *ctx, int rc)
+{
+	if (rc == FV_OK && (rc = parse_root(ctx)) != FV_OK)
+		fv__error_prefix("%s", ctx->config_path);
+	if (rc == FV_OK && ctx->serve &&
+	    (rc = fv__serve_config_check(ctx->serve, "serve")) != FV_OK)
+		fv__error_prefix("%s", ctx->config_path);
+	if (rc != FV_OK) {
+		/* Every configuration problem is a configuration error (exit 2). */
+		if (fv_error_last()->status != FV_ERR_NOMEM)
+			fv__error_restatus(FV_ERR_CONFIG);
+		rc = fv_error_last()->status;
+		fv_context_free(ctx);
+		return rc;
+	}
+	*out = ctx;
+	return FV_OK;
 }
 
 int fv_context_open(fv_context **out, const char *config_path, unsigned int flags)
@@ -346,21 +377,24 @@ int fv_context_open(fv_context **out, const char *config_path, unsigned int flag
 	}
 	if (rc == FV_OK)
 		rc = load_file(ctx);
-	if (rc == FV_OK && (rc = parse_root(ctx)) != FV_OK)
-		fv__error_prefix("%s", ctx->config_path);
-	if (rc == FV_OK && ctx->serve &&
-	    (rc = fv__serve_config_check(ctx->serve, "serve")) != FV_OK)
-		fv__error_prefix("%s", ctx->config_path);
-	if (rc != FV_OK) {
-		/* Every configuration problem is a configuration error (exit 2). */
-		if (fv_error_last()->status != FV_ERR_NOMEM)
-			fv__error_set(FV_ERR_CONFIG, "%s", fv_error_last()->message);
-		rc = fv_error_last()->status;
-		fv_context_free(ctx);
-		return rc;
-	}
-	*out = ctx;
-	return FV_OK;
+	return finish_open(out, ctx, rc);
+}
+
+int fv__context_open_text(fv_context **out, const char *text, size_t len,
+                          const char *name)
+{
+	fv_context *ctx;
+	int rc;
+
+	*out = NULL;
+	fv_error_clear();
+	ctx = calloc(1, sizeof(*ctx));
+	if (!ctx)
+		return fv__error_nomem();
+	pthread_mutex_init(&ctx->plugins_lock, NULL);
+	ctx->config_path = strdup(name);
+	rc = ctx->config_path ? parse_text(ctx, text, len) : fv__error_nomem();
+	return finish_open(out, ctx, rc);
 }
 
 void fv_context_free(fv_context *ctx)

@@ -58,6 +58,12 @@ int fv__error_prefix(const char *fmt, ...)
 	return error_last.status;
 }
 
+int fv__error_restatus(int status)
+{
+	error_last.status = status;
+	return status;
+}
+
 int fv__error_nomem(void)
 {
 	return fv__error_set(FV_ERR_NOMEM, "out of memory");

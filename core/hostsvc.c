@@ -4,7 +4,7 @@
 
 #include "internal.h"
 
-static void host_log(int level, const char *fmt, ...)
+static FV_PRINTF(2, 3) void host_log(int level, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -13,7 +13,7 @@ static void host_log(int level, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int host_error(int status, const char *fmt, ...)
+static FV_PRINTF(2, 3) int host_error(int status, const char *fmt, ...)
 {
 	va_list ap;
 

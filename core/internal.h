@@ -20,10 +20,13 @@
 /* Record status and message for this thread; returns status. */
 FV_INTERNAL int fv__error_set(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-FV_INTERNAL int fv__error_vset(int status, const char *fmt, va_list ap);
+FV_INTERNAL int fv__error_vset(int status, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 /* Put "prefix: " in front of the current message (keeps the status). */
 FV_INTERNAL int fv__error_prefix(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2)));
+/* Keep the message, change the status; returns status. */
+FV_INTERNAL int fv__error_restatus(int status);
 /* Shorthand for an allocation failure. */
 FV_INTERNAL int fv__error_nomem(void);
 
@@ -31,7 +34,8 @@ FV_INTERNAL int fv__error_nomem(void);
 
 FV_INTERNAL void fv__log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-FV_INTERNAL void fv__vlog(int level, const char *fmt, va_list ap);
+FV_INTERNAL void fv__vlog(int level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 /* ---- fileutil.c ---- */
 
@@ -77,6 +81,11 @@ struct fv_key_entry {
  * to free; `path` itself when already absolute). */
 FV_INTERNAL char *fv__config_resolve_path(const fv_context *ctx,
                                           const char *path);
+
+/* A context from configuration text instead of a file (`name` stands for
+ * the file in messages); for tests and fuzzing. */
+FV_INTERNAL int fv__context_open_text(fv_context **out, const char *text,
+                                      size_t len, const char *name);
 
 /* Fields of a key entry that the host itself understands. */
 FV_INTERNAL int fv__config_is_host_key_field(const char *name);

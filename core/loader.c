@@ -322,7 +322,7 @@ static int plugin_get_locked(const struct fv_plugin **out, fv_context *ctx,
 			"no plugin '%s' found (searched %s); check the provider name, plugin_path or FLOWVAULT_PLUGIN_PATH",
 			name, fv_plugins_search_path(ctx));
 	if (rc != FV_OK)
-		return rc == FV_ERR_NOMEM ? rc : fv__error_set(FV_ERR_PLUGIN, "%s", fv_error_last()->message);
+		return rc == FV_ERR_NOMEM ? rc : fv__error_restatus(FV_ERR_PLUGIN);
 	if (!plugin)
 		return fv__error_set(FV_ERR_PLUGIN, "plugin '%s': failed to load", name);
 	plugin->next = ctx->plugins;

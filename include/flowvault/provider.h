@@ -317,6 +317,9 @@ typedef int (*fv_provider_entry_fn)(uint32_t host_abi_version,
 #define FV_PROVIDER_DEFINE_ENTRY(fn)                                        \
 	FV_PROVIDER_EXPORT int flowvault_provider_entry(                        \
 		uint32_t host_abi_version, const fv_host *host,                     \
+		const fv_provider **out);                                           \
+	FV_PROVIDER_EXPORT int flowvault_provider_entry(                        \
+		uint32_t host_abi_version, const fv_host *host,                     \
 		const fv_provider **out)                                            \
 	{                                                                       \
 		return fn(host_abi_version, host, out);                             \

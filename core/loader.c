@@ -49,7 +49,8 @@ static int search_dirs_add(struct search_dirs *sd, char *dir)
 	return FV_OK;
 }
 
-/* <directory of the running executable>/../lib/flowvault/plugins */
+/* <directory of the running executable>/../lib/flowvault/plugins (the
+ * relative part follows the install layout, FLOWVAULT_PLUGIN_RELDIR). */
 static char *exe_relative_dir(void)
 {
 	char exe[PATH_MAX], *slash, *dir, *real;
@@ -62,7 +63,7 @@ static char *exe_relative_dir(void)
 	if (!slash)
 		return NULL;
 	*slash = '\0';
-	if (asprintf(&dir, "%s/../lib/flowvault/plugins", exe) < 0)
+	if (asprintf(&dir, "%s/" FLOWVAULT_PLUGIN_RELDIR, exe) < 0)
 		return NULL;
 	/* Shown to users: without the "bin/.." detour when the directory exists. */
 	real = realpath(dir, NULL);

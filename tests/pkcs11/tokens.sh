@@ -1,0 +1,42 @@
+# Software tokens and configurations for the PKCS#11 tests, all inside $T.
+# Source after tests/lib.sh.
+SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
+SOFTOKN_MODULE=/usr/lib/x86_64-linux-gnu/libsoftokn3.so
+SPY_MODULE=/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so
+TOOL="$FV_BUILD_DIR/tests/p11-decrypt-tool"
+ATTRS="$FV_SOURCE_DIR/tests/pkcs11/p11attrs.py"
+
+# setup_softhsm LABEL PIN: a private SoftHSM2 configuration and token dir.
+setup_softhsm() {
+	mkdir -p "$T/softhsm/tokens"
+	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+		"$T/softhsm/tokens" >"$T/softhsm/softhsm2.conf"
+	export SOFTHSM2_CONF="$T/softhsm/softhsm2.conf"
+	softhsm2-util --init-token --free --label "$1" --pin "$2" --so-pin 87654321 >/dev/null \
+		|| fail "softhsm2-util --init-token"
+}
+
+# setup_softokn: an NSS database with an empty password; sets SOFTOKN_ARGS.
+setup_softokn() {
+	mkdir -p "$T/nssdb"
+	certutil -N -d "sql:$T/nssdb" --empty-password || fail "certutil -N"
+	SOFTOKN_ARGS="configdir='sql:$T/nssdb' certPrefix='' keyPrefix='' secmod='secmod.db' flags="
+}
+
+# write_config FILE KEY-ENTRY-JSON: one key "flows" with the given fields.
+write_config() {
+	printf '{"keys": {"flows": %s}}\n' "$2" >"$1"
+}
+
+# count_objects: objects pkcs11-tool sees on the SoftHSM token (logged in).
+count_objects() {
+	pkcs11-tool --module "$SOFTHSM_MODULE" --token-label "$1" --login --pin "$2" \
+		--list-objects 2>/dev/null | grep -c "Object;" || true
+}
+
+# oaep_encrypt PUBPEM IN OUT: what Meta's client does (RSA-OAEP-SHA256).
+oaep_encrypt() {
+	openssl pkeyutl -encrypt -pubin -inkey "$1" -in "$2" -out "$3" \
+		-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 \
+		-pkeyopt rsa_mgf1_md:sha256 || fail "openssl pkeyutl -encrypt"
+}

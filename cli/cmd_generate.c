@@ -19,8 +19,7 @@ static int run_generate(struct cli *cli, int argc, char **argv)
 	name = argv[1];
 	if ((rc = cli_open_context(cli, &ctx, 0)) != EXIT_OK)
 		return rc;
-	if (fv_key_generate(ctx, name) != FV_OK ||
-	    fv_key_open(&key, ctx, name) != FV_OK ||
+	if (fv_key_generate(&key, ctx, name) != FV_OK ||
 	    fv_key_fingerprint(fp, key) != FV_OK ||
 	    fv_key_public_pem(&pem, key) != FV_OK) {
 		rc = cli_fail(cli);

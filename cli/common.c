@@ -34,25 +34,42 @@ int cli_exit_for_status(int status)
 	}
 }
 
+/* The message on stderr and, with --json, the one document on stdout. */
+static int report_error(const struct cli *cli, const char *status, const char *message,
+                        int exit_code)
+{
+	fprintf(stderr, "flowvault %s: %s\n", cli->command ? cli->command : "", message);
+	if (cli->json) {
+		json_object *doc = json_object_new_object(), *error = json_object_new_object();
+
+		json_object_object_add(error, "status", json_object_new_string(status));
+		json_object_object_add(error, "message", json_object_new_string(message));
+		json_object_object_add(error, "exit_code", json_object_new_int(exit_code));
+		json_object_object_add(doc, "error", error);
+		cli_print_json(doc);
+	}
+	return exit_code;
+}
+
 int cli_fail(const struct cli *cli)
 {
 	const fv_error *err = fv_error_last();
 
-	fprintf(stderr, "flowvault %s: %s\n", cli->command ? cli->command : "",
-	        err->message[0] ? err->message : fv_status_name(err->status));
-	return cli_exit_for_status(err->status);
+	return report_error(cli, fv_status_name(err->status),
+	                    err->message[0] ? err->message : fv_status_name(err->status),
+	                    cli_exit_for_status(err->status));
 }
 
 int cli_failf(const struct cli *cli, int exit_code, const char *fmt, ...)
 {
+	char message[1024];
 	va_list ap;
 
-	fprintf(stderr, "flowvault %s: ", cli->command ? cli->command : "");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
-	return exit_code;
+	return report_error(cli, exit_code == EXIT_USAGE ? "usage" : "error", message,
+	                    exit_code);
 }
 
 int cli_open_context(struct cli *cli, fv_context **out, unsigned int flags)
@@ -102,11 +119,13 @@ int cli_usage(const struct cli *cli, const char *fmt, ...)
 	const struct cli_command *cmd = cli_find_command(cli->command);
 	va_list ap;
 
-	fprintf(stderr, "flowvault %s: ", cli->command);
+	char message[1024];
+
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nusage: flowvault [global options] %s\n"
+	report_error(cli, "usage", message, EXIT_USAGE);
+	fprintf(stderr, "usage: flowvault [global options] %s\n"
 	        "(flowvault %s --help for details)\n",
 	        cmd ? cmd->synopsis : cli->command, cli->command);
 	return EXIT_USAGE;

@@ -80,30 +80,79 @@ static int plugin_failed(int rc, const char *name, const char *provider,
 	return rc;
 }
 
-int fv_key_generate(fv_context *ctx, const char *name)
+/* Open the key of an instance already in `key` and read its public key. */
+static int key_open_on_instance(fv_key *key, const char *name)
 {
-	const struct fv_plugin *plugin;
-	struct fv_config *cfg;
-	fv_instance *inst;
-	int (*generate)(fv_instance *);
 	int rc;
 
-	if ((rc = instance_open(&plugin, &cfg, &inst, ctx, name)) != FV_OK)
+	key->name = strdup(name);
+	key->provider = strdup(key->plugin->name);
+	if (!key->name || !key->provider)
+		return fv__error_nomem();
+	fv_error_clear();
+	rc = key->plugin->ops->key_open(key->instance, &key->pkey);
+	if (rc != FV_OK) {
+		key->pkey = NULL;
+		return plugin_failed(rc, name, key->provider, "open");
+	}
+	key->der_len = sizeof(key->der);
+	rc = key->plugin->ops->key_public_der(key->pkey, key->der, &key->der_len);
+	if (rc == FV_OK && (key->der_len == 0 || key->der_len > sizeof(key->der)))
+		rc = fv__error_set(FV_ERR_PLUGIN, "public key has an impossible length %zu",
+		                   key->der_len);
+	if (rc != FV_OK)
+		return plugin_failed(rc, name, key->provider, "reading the public key");
+	return FV_OK;
+}
+
+static int key_new(fv_key **out, fv_context *ctx, const char *name)
+{
+	fv_key *key;
+	int rc;
+
+	*out = NULL;
+	key = calloc(1, sizeof(*key));
+	if (!key)
+		return fv__error_nomem();
+	rc = instance_open(&key->plugin, &key->cfg, &key->instance, ctx, name);
+	if (rc != FV_OK || !key->plugin) {
+		free(key);
+		return rc != FV_OK ? rc : FV_ERR_PLUGIN;
+	}
+	*out = key;
+	return FV_OK;
+}
+
+int fv_key_generate(fv_key **out, fv_context *ctx, const char *name)
+{
+	int (*generate)(fv_instance *);
+	fv_key *key;
+	int rc;
+
+	if (out)
+		*out = NULL;
+	if ((rc = key_new(&key, ctx, name)) != FV_OK)
 		return rc;
-	generate = (plugin->ops->capabilities & FV_CAP_GENERATE)
-	                   ? FV_PLUGIN_OP(plugin, key_generate) : NULL;
+	generate = (key->plugin->ops->capabilities & FV_CAP_GENERATE)
+	                   ? FV_PLUGIN_OP(key->plugin, key_generate) : NULL;
 	if (!generate) {
 		rc = fv__error_set(FV_ERR_UNSUPPORTED,
 			"key '%s': the %s plugin cannot generate keys; create the key with the backend's own tools",
-			name, plugin->name);
+			name, key->plugin->name);
 	} else {
 		fv_error_clear();
-		rc = generate(inst);
+		rc = generate(key->instance);
 		if (rc != FV_OK)
-			rc = plugin_failed(rc, name, plugin->name, "generate");
+			rc = plugin_failed(rc, name, key->plugin->name, "generate");
 	}
-	plugin->ops->instance_close(inst);
-	fv__config_view_free(cfg);
+	if (rc == FV_OK && out) {
+		/* Same instance: the plugin may hand over the key it just made. */
+		if ((rc = key_open_on_instance(key, name)) == FV_OK) {
+			*out = key;
+			return FV_OK;
+		}
+	}
+	fv_key_free(key);
 	return rc;
 }
 
@@ -114,36 +163,11 @@ int fv_key_open(fv_key **out, fv_context *ctx, const char *name)
 
 	if (!out)
 		return fv__error_set(FV_ERR_USAGE, "fv_key_open: out is NULL");
-	*out = NULL;
-	key = calloc(1, sizeof(*key));
-	if (!key)
-		return fv__error_nomem();
-	rc = instance_open(&key->plugin, &key->cfg, &key->instance, ctx, name);
-	if (rc != FV_OK || !key->plugin) {
-		free(key);
-		return rc != FV_OK ? rc : FV_ERR_PLUGIN;
-	}
-	key->name = strdup(name);
-	key->provider = strdup(key->plugin->name);
-	if (!key->name || !key->provider) {
-		fv_key_free(key);
-		return fv__error_nomem();
-	}
-	fv_error_clear();
-	rc = key->plugin->ops->key_open(key->instance, &key->pkey);
-	if (rc != FV_OK) {
-		rc = plugin_failed(rc, name, key->provider, "open");
-		key->pkey = NULL;
-		fv_key_free(key);
+	if ((rc = key_new(&key, ctx, name)) != FV_OK) {
+		*out = NULL;
 		return rc;
 	}
-	key->der_len = sizeof(key->der);
-	rc = key->plugin->ops->key_public_der(key->pkey, key->der, &key->der_len);
-	if (rc == FV_OK && (key->der_len == 0 || key->der_len > sizeof(key->der)))
-		rc = fv__error_set(FV_ERR_PLUGIN, "public key has an impossible length %zu",
-		                   key->der_len);
-	if (rc != FV_OK) {
-		rc = plugin_failed(rc, name, key->provider, "reading the public key");
+	if ((rc = key_open_on_instance(key, name)) != FV_OK) {
 		fv_key_free(key);
 		return rc;
 	}

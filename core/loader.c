@@ -252,8 +252,10 @@ static int plugin_load_file(struct fv_plugin **out, const char *path,
 	fv_error_clear();
 	rc = entry(FV_PROVIDER_ABI_VERSION, fv__host_services(), &ops);
 	if (rc != FV_OK) {
-		const char *why = fv_error_last()->message;
+		char why[512];
 
+		/* Copied: the message lives in the buffer fv__error_set writes. */
+		snprintf(why, sizeof(why), "%s", fv_error_last()->message);
 		rc = fv__error_set(FV_ERR_PLUGIN, "plugin '%s': declined to load: %s", path,
 		                   *why ? why : "no reason given");
 		dlclose(handle);
@@ -368,33 +370,44 @@ static int compare_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Report one file: loaded (cached or now) or refused with its reason. */
+/* Report one file: loaded (cached or now), shadowed, or refused with its
+ * reason. `shadowed`: an earlier directory has a file of the same name,
+ * which is the one fv__plugin_get uses, loadable or not. */
 static int report_file(fv_context *ctx, const char *dir, const char *file,
-                       fv_plugin_cb cb, void *arg)
+                       int shadowed, fv_plugin_cb cb, void *arg)
 {
 	char path[PATH_MAX], name[NAME_MAX + 1];
 	fv_plugin_info info = { 0 };
-	struct fv_plugin *plugin;
+	struct fv_plugin *plugin = NULL;
 	size_t stem = strlen(file) - strlen(PLUGIN_SUFFIX);
-	int taken = 0;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	snprintf(name, sizeof(name), "%.*s", (int)stem, file);
 	info.name = name;
 	info.path = path;
-	plugin = plugin_cached(ctx, path);
-	for (struct fv_plugin *p = ctx->plugins; !plugin && p; p = p->next)
-		if (strcmp(p->name, name) == 0)
-			taken = 1;
-	if (!plugin && !taken && plugin_load_file(&plugin, path, name) == FV_OK) {
-		plugin->next = ctx->plugins;
-		ctx->plugins = plugin;
+	if (shadowed) {
+		/* Check it anyway, so its own problem is reported; never keep it. */
+		if (plugin_load_file(&plugin, path, name) == FV_OK) {
+			dlclose(plugin->handle);
+			free(plugin->name);
+			free(plugin->path);
+			free(plugin);
+			plugin = NULL;
+		} else {
+			shadowed = 0; /* its own reason says more */
+		}
+	} else {
+		plugin = plugin_cached(ctx, path);
+		if (!plugin && plugin_load_file(&plugin, path, name) == FV_OK) {
+			plugin->next = ctx->plugins;
+			ctx->plugins = plugin;
+		}
 	}
 	if (plugin) {
 		info.version = plugin->ops->version;
 		info.abi_version = plugin->ops->abi_version;
 		info.capabilities = plugin->ops->capabilities;
-	} else if (taken) {
+	} else if (shadowed) {
 		info.refused = "shadowed by a plugin of the same name earlier on the search path";
 	} else {
 		info.refused = fv_error_last()->message;
@@ -405,7 +418,8 @@ static int report_file(fv_context *ctx, const char *dir, const char *file,
 int fv_plugins_foreach(fv_context *ctx, fv_plugin_cb cb, void *arg)
 {
 	struct search_dirs sd = { 0 };
-	size_t i, j;
+	char **seen = NULL, **grown_seen;   /* file names listed so far */
+	size_t i, j, seen_count = 0;
 	int rc, stop = 0;
 
 	if (!ctx || !cb)
@@ -439,13 +453,27 @@ int fv_plugins_foreach(fv_context *ctx, fv_plugin_cb cb, void *arg)
 		if (n)
 			qsort(files, n, sizeof(*files), compare_names);
 		for (j = 0; j < n; j++) {
-			if (!stop && report_file(ctx, sd.dirs[i], files[j], cb, arg) != 0)
+			int shadowed = 0;
+			size_t k;
+
+			for (k = 0; k < seen_count; k++)
+				if (strcmp(seen[k], files[j]) == 0)
+					shadowed = 1;
+			if (!stop && report_file(ctx, sd.dirs[i], files[j], shadowed, cb, arg) != 0)
 				stop = 1;
-			free(files[j]);
+			if (!shadowed && (grown_seen = realloc(seen, (seen_count + 1) * sizeof(*seen)))) {
+				seen = grown_seen;
+				seen[seen_count++] = files[j];
+			} else {
+				free(files[j]);
+			}
 		}
 		free(files);
 	}
 	pthread_mutex_unlock(&ctx->plugins_lock);
+	for (i = 0; i < seen_count; i++)
+		free(seen[i]);
+	free(seen);
 	search_dirs_free(&sd);
 	fv_error_clear();
 	return FV_OK;

@@ -116,8 +116,10 @@ FV_API const char *fv_plugins_search_path(fv_context *ctx);
 typedef struct fv_key fv_key;
 
 /* Generate the key a configuration entry names, inside its backend.
- * FV_ERR_EXISTS if it is there already; nothing is changed on failure. */
-FV_API int fv_key_generate(fv_context *ctx, const char *name);
+ * FV_ERR_EXISTS if it is there already; nothing is changed on failure.
+ * When `out` is not NULL the new key is also opened, without asking for
+ * its secrets a second time. */
+FV_API int fv_key_generate(fv_key **out, fv_context *ctx, const char *name);
 
 FV_API int fv_key_open(fv_key **out, fv_context *ctx, const char *name);
 FV_API void fv_key_free(fv_key *key);

@@ -254,6 +254,8 @@ typedef struct fv_provider {
 	 * Generate an RSA-2048 key pair inside the backend at the reference the
 	 * configuration names. Refuse with FV_ERR_EXISTS if something is there
 	 * already; on failure leave nothing behind. Optional (FV_CAP_GENERATE).
+	 * The host may call key_open on the same instance right after: a plugin
+	 * may hand over the key it just made instead of asking for secrets again.
 	 */
 	int (*key_generate)(fv_instance *inst);
 
@@ -316,13 +318,13 @@ typedef int (*fv_provider_entry_fn)(uint32_t host_abi_version,
  */
 #define FV_PROVIDER_DEFINE_ENTRY(fn)                                        \
 	FV_PROVIDER_EXPORT int flowvault_provider_entry(                        \
-		uint32_t host_abi_version, const fv_host *host,                     \
-		const fv_provider **out);                                           \
+		uint32_t fv_host_abi_version_, const fv_host *fv_host_,             \
+		const fv_provider **fv_out_);                                       \
 	FV_PROVIDER_EXPORT int flowvault_provider_entry(                        \
-		uint32_t host_abi_version, const fv_host *host,                     \
-		const fv_provider **out)                                            \
+		uint32_t fv_host_abi_version_, const fv_host *fv_host_,             \
+		const fv_provider **fv_out_)                                        \
 	{                                                                       \
-		return fn(host_abi_version, host, out);                             \
+		return fn(fv_host_abi_version_, fv_host_, fv_out_);                 \
 	}
 
 #ifdef __cplusplus

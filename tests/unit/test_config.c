@@ -133,24 +133,24 @@ static void test_not_json(void **state)
 {
 	struct fixture *f = *state;
 
-	expect_refused(f, "{\"keys\": {\n\"a\": \n", "not valid JSON", f->config, NULL);
-	expect_refused(f, "{\"keys\": {}} trailing", "not valid JSON", NULL);
-	expect_refused(f, "[1, 2]", "JSON object", NULL);
-	expect_refused(f, "", "not valid JSON", NULL);
+	expect_refused(f, "{\"keys\": {\n\"a\": \n", "not valid JSON", f->config, (const char *)NULL);
+	expect_refused(f, "{\"keys\": {}} trailing", "not valid JSON", (const char *)NULL);
+	expect_refused(f, "[1, 2]", "JSON object", (const char *)NULL);
+	expect_refused(f, "", "not valid JSON", (const char *)NULL);
 }
 
 static void test_unknown_fields(void **state)
 {
 	struct fixture *f = *state;
 
-	expect_refused(f, "{\"plugins_path\": []}", "plugins_path", "unknown field", NULL);
-	expect_refused(f, "{\"keys\": {}, \"kyes\": {}}", "kyes", "unknown field", NULL);
+	expect_refused(f, "{\"plugins_path\": []}", "plugins_path", "unknown field", (const char *)NULL);
+	expect_refused(f, "{\"keys\": {}, \"kyes\": {}}", "kyes", "unknown field", (const char *)NULL);
 	/* Inside a key entry, against the fields its plugin declares. */
 	expect_key_refused(f, "{\"provider\": \"testgood\", \"label\": \"x\", \"lable\": \"y\"}",
-	                   FV_ERR_CONFIG, "keys.k.lable", "unknown field", "testgood", NULL);
+	                   FV_ERR_CONFIG, "keys.k.lable", "unknown field", "testgood", (const char *)NULL);
 	/* A field of another provider is unknown here too. */
 	expect_key_refused(f, "{\"provider\": \"testgood\", \"label\": \"x\", \"passphrase\": \"env:X\"}",
-	                   FV_ERR_CONFIG, "keys.k.passphrase", "unknown field", NULL);
+	                   FV_ERR_CONFIG, "keys.k.passphrase", "unknown field", (const char *)NULL);
 }
 
 /* The graph and serve sections belong to later features; unknown members in
@@ -176,35 +176,35 @@ static void test_wrong_types(void **state)
 {
 	struct fixture *f = *state;
 
-	expect_refused(f, "{\"keys\": []}", "keys", "expected an object", NULL);
-	expect_refused(f, "{\"keys\": {\"k\": \"pem\"}}", "keys.k", "expected an object", NULL);
-	expect_refused(f, "{\"plugin_path\": \"/usr/lib\"}", "plugin_path", "expected an array", NULL);
-	expect_refused(f, "{\"plugin_path\": [\"/a\", 7]}", "plugin_path[1]", "expected a string", NULL);
+	expect_refused(f, "{\"keys\": []}", "keys", "expected an object", (const char *)NULL);
+	expect_refused(f, "{\"keys\": {\"k\": \"pem\"}}", "keys.k", "expected an object", (const char *)NULL);
+	expect_refused(f, "{\"plugin_path\": \"/usr/lib\"}", "plugin_path", "expected an array", (const char *)NULL);
+	expect_refused(f, "{\"plugin_path\": [\"/a\", 7]}", "plugin_path[1]", "expected a string", (const char *)NULL);
 	expect_refused(f, "{\"keys\": {\"k\": {\"provider\": 1}}}", "keys.k.provider",
-	               "expected a string", NULL);
-	expect_refused(f, "{\"keys\": {\"k\": {\"provider\": \"../evil\"}}}", "keys.k.provider", NULL);
+	               "expected a string", (const char *)NULL);
+	expect_refused(f, "{\"keys\": {\"k\": {\"provider\": \"../evil\"}}}", "keys.k.provider", (const char *)NULL);
 	expect_refused(f, "{\"keys\": {\"k\": {\"provider\": \"pem\", \"phone_numbers\": \"123\"}}}",
-	               "keys.k.phone_numbers", "expected an array", NULL);
+	               "keys.k.phone_numbers", "expected an array", (const char *)NULL);
 	expect_refused(f, "{\"keys\": {\"k\": {\"provider\": \"pem\", \"phone_numbers\": [\"12a\"]}}}",
-	               "keys.k.phone_numbers[0]", NULL);
+	               "keys.k.phone_numbers[0]", (const char *)NULL);
 	expect_refused(f, "{\"keys\": {\"k\": {\"provider\": \"pem\", \"waba_id\": 123}}}",
-	               "keys.k.waba_id", "expected a string", NULL);
+	               "keys.k.waba_id", "expected a string", (const char *)NULL);
 
 	/* Plugin-declared fields, each type. */
 	expect_key_refused(f, "{\"provider\": \"testgood\", \"label\": 5}", FV_ERR_CONFIG,
-	                   "keys.k.label", "expected a string", NULL);
+	                   "keys.k.label", "expected a string", (const char *)NULL);
 	expect_key_refused(f, "{\"provider\": \"testgood\", \"label\": \"x\", \"count\": \"3\"}",
-	                   FV_ERR_CONFIG, "keys.k.count", "expected an integer", NULL);
+	                   FV_ERR_CONFIG, "keys.k.count", "expected an integer", (const char *)NULL);
 	expect_key_refused(f, "{\"provider\": \"testgood\", \"label\": \"x\", \"count\": 1.5}",
-	                   FV_ERR_CONFIG, "keys.k.count", "expected an integer", NULL);
+	                   FV_ERR_CONFIG, "keys.k.count", "expected an integer", (const char *)NULL);
 	expect_key_refused(f, "{\"provider\": \"testgood\", \"label\": \"x\", \"flag\": \"yes\"}",
-	                   FV_ERR_CONFIG, "keys.k.flag", "expected a boolean", NULL);
+	                   FV_ERR_CONFIG, "keys.k.flag", "expected a boolean", (const char *)NULL);
 	expect_key_refused(f, "{\"provider\": \"testgood\", \"label\": \"x\", \"flag\": 1}",
-	                   FV_ERR_CONFIG, "keys.k.flag", "expected a boolean", NULL);
+	                   FV_ERR_CONFIG, "keys.k.flag", "expected a boolean", (const char *)NULL);
 	expect_key_refused(f, "{\"provider\": \"testgood\", \"label\": \"x\", \"list\": [\"a\", 2]}",
-	                   FV_ERR_CONFIG, "keys.k.list", "array of strings", NULL);
+	                   FV_ERR_CONFIG, "keys.k.list", "array of strings", (const char *)NULL);
 	expect_key_refused(f, "{\"provider\": \"testgood\", \"label\": \"x\", \"secret\": 1234}",
-	                   FV_ERR_CONFIG, "keys.k.secret", NULL);
+	                   FV_ERR_CONFIG, "keys.k.secret", (const char *)NULL);
 }
 
 static void test_missing_provider_and_required(void **state)
@@ -212,11 +212,11 @@ static void test_missing_provider_and_required(void **state)
 	struct fixture *f = *state;
 
 	expect_refused(f, "{\"keys\": {\"k\": {\"path\": \"k.pem\"}}}",
-	               "keys.k.provider", "missing", NULL);
+	               "keys.k.provider", "missing", (const char *)NULL);
 	expect_key_refused(f, "{\"provider\": \"testgood\"}", FV_ERR_CONFIG,
-	                   "keys.k.label", "missing", NULL);
+	                   "keys.k.label", "missing", (const char *)NULL);
 	expect_key_refused(f, "{\"provider\": \"nosuch\"}", FV_ERR_PLUGIN,
-	                   "keys.k.provider", "no plugin 'nosuch'", NULL);
+	                   "keys.k.provider", "no plugin 'nosuch'", (const char *)NULL);
 }
 
 static void test_literal_secret_refused(void **state)
@@ -232,11 +232,11 @@ static void test_literal_secret_refused(void **state)
 		snprintf(entry, sizeof(entry),
 		         "{\"provider\": \"testgood\", \"label\": \"x\", \"secret\": \"%s\"}",
 		         literals[i]);
-		expect_key_refused(f, entry, FV_ERR_CONFIG, "keys.k.secret", NULL);
+		expect_key_refused(f, entry, FV_ERR_CONFIG, "keys.k.secret", (const char *)NULL);
 	}
 	/* The message never repeats what may be the secret itself. */
 	expect_key_refused(f, "{\"provider\": \"testgood\", \"label\": \"x\", \"secret\": \"hunter2-literal\"}",
-	                   FV_ERR_CONFIG, "env:NAME", NULL);
+	                   FV_ERR_CONFIG, "env:NAME", (const char *)NULL);
 	assert_null(strstr(fv_error_last()->message, "hunter2"));
 }
 
@@ -305,7 +305,7 @@ static void test_secret_unresolvable(void **state)
 	unsetenv("FV_UNIT_UNSET");
 	expect_key_refused(f,
 		"{\"provider\": \"testgood\", \"label\": \"x\", \"secret\": \"env:FV_UNIT_UNSET\"}",
-		FV_ERR_SECRET, "FV_UNIT_UNSET", NULL);
+		FV_ERR_SECRET, "FV_UNIT_UNSET", (const char *)NULL);
 }
 
 /* The configuration file itself must not be writable by others. */

@@ -119,6 +119,10 @@ int main(int argc, char **argv)
 	        : cli.verbose >= 2 ? FV_LOG_DEBUG
 	        : cli.verbose == 1 ? FV_LOG_INFO : FV_LOG_WARNING;
 	fv_log_set(NULL, NULL, level);
+	/* tpm2-tss prints its own error lines to stderr; our messages already say
+	 * what failed. Debug verbosity, or the user's own TSS2_LOG, shows them. */
+	if (cli.verbose < 2)
+		setenv("TSS2_LOG", "all+NONE", 0);
 	if (cli_wants_help(&cli, argc - 1, argv + 1))
 		return EXIT_OK;
 	return cmd->run(&cli, argc - 1, argv + 1);

@@ -66,6 +66,8 @@ extern const struct cli_command cli_cmd_register;
 extern const struct cli_command cli_cmd_status;
 extern const struct cli_command cli_cmd_flow;
 extern const struct cli_command cli_cmd_serve;
+extern const struct cli_command cli_cmd_rotate;
+extern const struct cli_command cli_cmd_doctor;
 
 
 /* All commands, NULL-terminated, and one by name (NULL if unknown). */

@@ -1,17 +1,227 @@
-/* Placeholder until this command lands. */
+/* flowvault flow decrypt|encrypt: Flows data-exchange crypto for debugging and scripts. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
 #include "cli.h"
+
+/* Requests are a few kilobytes; refuse anything absurd before reading it all. */
+#define FLOW_INPUT_MAX (16 * 1024 * 1024)
+
+/* The whole of FILE ("-" or NULL for stdin). */
+static int read_input(const struct cli *cli, char **out, size_t *out_len, const char *path)
+{
+	FILE *f = (!path || strcmp(path, "-") == 0) ? stdin : fopen(path, "rb");
+	size_t len = 0, cap = 8192, n;
+	char *buf;
+
+	if (!f)
+		return cli_failf(cli, EXIT_FAILURE_OTHER, "cannot read '%s': %s", path,
+		                 strerror(errno));
+	buf = malloc(cap + 1);
+	while (buf) {
+		n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (len < cap)
+			break;
+		if (cap >= FLOW_INPUT_MAX) {
+			free(buf);
+			if (f != stdin)
+				fclose(f);
+			return cli_failf(cli, EXIT_USAGE, "'%s' is larger than %d bytes",
+			                 f == stdin ? "standard input" : path, FLOW_INPUT_MAX);
+		}
+		cap *= 2;
+		{
+			char *grown = realloc(buf, cap + 1);
+
+			if (!grown)
+				free(buf);
+			buf = grown;
+		}
+	}
+	if (!buf || ferror(f)) {
+		int err = errno;
+
+		free(buf);
+		if (f != stdin)
+			fclose(f);
+		return cli_failf(cli, EXIT_FAILURE_OTHER, "cannot read '%s': %s",
+		                 path ? path : "standard input", buf ? strerror(err) : "out of memory");
+	}
+	if (f != stdin)
+		fclose(f);
+	buf[len] = '\0';
+	*out = buf;
+	*out_len = len;
+	return EXIT_OK;
+}
+
+/* Decrypt failures that are the request's fault get their own exit code. */
+static int fail_decrypt(const struct cli *cli)
+{
+	const fv_error *err = fv_error_last();
+
+	if (err->status == FV_ERR_DECRYPT) {
+		fprintf(stderr, "flowvault %s: the request cannot be decrypted: %s\n", cli->command,
+		        err->message);
+		return EXIT_UNDECRYPTABLE;
+	}
+	return cli_fail(cli);
+}
+
+static int flow_decrypt(struct cli *cli, fv_key *key, const char *in_path)
+{
+	char *body = NULL, *clear = NULL;
+	size_t body_len = 0, clear_len = 0;
+	int rc;
+
+	if ((rc = read_input(cli, &body, &body_len, in_path)) != EXIT_OK)
+		return rc;
+	if (fv_flow_decrypt_request(&clear, &clear_len, NULL, key, body, body_len) != FV_OK) {
+		rc = fail_decrypt(cli);
+	} else if (cli->json) {
+		json_object *doc = json_object_new_object();
+
+		json_object_object_add(doc, "key", json_object_new_string(fv_key_name(key)));
+		json_object_object_add(doc, "request", json_tokener_parse(clear));
+		cli_print_json(doc);
+	} else {
+		fwrite(clear, 1, clear_len, stdout);
+		fputc('\n', stdout);
+	}
+	fv_flow_clear_free(clear, clear_len);
+	free(body);
+	return rc;
+}
+
+static int flow_encrypt(struct cli *cli, fv_key *key, const char *request_path,
+                        const char *response_path)
+{
+	char *body = NULL, *clear = NULL, *response = NULL, *sealed = NULL;
+	size_t body_len = 0, clear_len = 0, response_len = 0, sealed_len = 0;
+	fv_flow_session *session = NULL;
+	json_object *parsed = NULL;
+	int rc;
+
+	if ((rc = read_input(cli, &body, &body_len, request_path)) != EXIT_OK)
+		return rc;
+	if ((rc = read_input(cli, &response, &response_len, response_path)) != EXIT_OK)
+		goto out;
+	parsed = json_tokener_parse(response);
+	if (!parsed || strlen(response) != response_len) {
+		rc = cli_failf(cli, EXIT_USAGE, "'%s' is not a JSON document; the response "
+		               "must be the clear JSON the Flow expects", response_path);
+		goto out;
+	}
+	if (fv_flow_decrypt_request(&clear, &clear_len, &session, key, body, body_len) != FV_OK) {
+		rc = fail_decrypt(cli);
+		goto out;
+	}
+	if (fv_flow_encrypt_response(&sealed, &sealed_len, session, response,
+	                             response_len) != FV_OK) {
+		rc = cli_fail(cli);
+		goto out;
+	}
+	if (cli->json) {
+		json_object *doc = json_object_new_object();
+
+		json_object_object_add(doc, "key", json_object_new_string(fv_key_name(key)));
+		json_object_object_add(doc, "body", json_object_new_string(sealed));
+		cli_print_json(doc);
+	} else {
+		printf("%s\n", sealed);
+	}
+out:
+	json_object_put(parsed);
+	fv_free(sealed);
+	fv_flow_session_free(session);
+	fv_flow_clear_free(clear, clear_len);
+	free(response);
+	free(body);
+	return rc;
+}
 
 static int run_flow(struct cli *cli, int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	return cli_failf(cli, EXIT_FAILURE_OTHER, "not available in this build");
+	static const struct option options[] = {
+		{ "in", required_argument, NULL, 'i' },
+		{ "request", required_argument, NULL, 'r' },
+		{ "response", required_argument, NULL, 'R' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *in_path = NULL, *request_path = NULL, *response_path = NULL, *action;
+	fv_context *ctx = NULL;
+	fv_key *key = NULL;
+	int c, rc, decrypt;
+
+	if (argc < 2)
+		return cli_usage(cli, "missing decrypt or encrypt");
+	action = argv[1];
+	if (strcmp(action, "decrypt") == 0)
+		decrypt = 1;
+	else if (strcmp(action, "encrypt") == 0)
+		decrypt = 0;
+	else
+		return cli_usage(cli, "unknown action '%s' (decrypt or encrypt)", action);
+	argc--;
+	argv++;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "i:", options, NULL)) != -1) {
+		if (c == 'i' && decrypt)
+			in_path = optarg;
+		else if (c == 'r' && !decrypt)
+			request_path = optarg;
+		else if (c == 'R' && !decrypt)
+			response_path = optarg;
+		else
+			return cli_usage(cli, "unknown option '%s' for flow %s", argv[optind - 1],
+			                 action);
+	}
+	if (argc - optind != 1)
+		return cli_usage(cli, argc - optind < 1 ? "missing KEY" : "expected one KEY");
+	if (!decrypt && (!request_path || !response_path))
+		return cli_usage(cli, "flow encrypt needs --request FILE and --response FILE");
+	if ((rc = cli_open_context(cli, &ctx, 0)) != EXIT_OK)
+		return rc;
+	if (fv_key_open(&key, ctx, argv[optind]) != FV_OK)
+		rc = cli_fail(cli);
+	else if (decrypt)
+		rc = flow_decrypt(cli, key, in_path);
+	else
+		rc = flow_encrypt(cli, key, request_path, response_path);
+	fv_key_free(key);
+	fv_context_free(ctx);
+	return rc;
 }
 
 const struct cli_command cli_cmd_flow = {
 	.name = "flow",
-	.synopsis = "flow",
-	.summary = "(not available in this build)",
-	.help = "",
+	.synopsis = "flow decrypt KEY [--in FILE] | flow encrypt KEY --request FILE --response FILE",
+	.summary = "decrypt a Flows request or encrypt its response with KEY",
+	.help =
+		"WhatsApp Flows data-exchange crypto, for debugging and scripts; the private\n"
+		"key stays in its store (RSA-OAEP runs in the key's backend).\n\n"
+		"  flow decrypt KEY [--in FILE]\n"
+		"      Reads a request body ({\"encrypted_flow_data\", \"encrypted_aes_key\",\n"
+		"      \"initial_vector\"}) from FILE or standard input and prints the clear\n"
+		"      request JSON. With --json: {\"key\", \"request\"}.\n\n"
+		"  flow encrypt KEY --request FILE --response FILE\n"
+		"      Decrypts the request in --request again to recover its AES key, then\n"
+		"      encrypts the clear JSON in --response (exactly its bytes) and prints\n"
+		"      the response body: base64(AES-128-GCM cipher text and tag) under the\n"
+		"      inverted IV. With --json: {\"key\", \"body\"}.\n\n"
+		"Options:\n"
+		"  -i, --in FILE    request body to decrypt (default: standard input; - too)\n"
+		"  --request FILE   request body whose AES key encrypts the response\n"
+		"  --response FILE  clear response JSON to encrypt\n\n"
+		"Exit status 6 when the request cannot be decrypted (bad JSON or base64, wrong\n"
+		"lengths, encrypted to another key, GCM tag mismatch, clear text not JSON);\n"
+		"3 when the key backend fails; 2 for usage and configuration errors.\n",
 	.run = run_flow,
 };

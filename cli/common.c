@@ -81,7 +81,8 @@ int cli_open_context(struct cli *cli, fv_context **out, unsigned int flags)
 
 const struct cli_command *const cli_commands[] = {
 	&cli_cmd_plugins, &cli_cmd_keys, &cli_cmd_generate, &cli_cmd_pubkey,
-	&cli_cmd_register, &cli_cmd_status, &cli_cmd_flow, &cli_cmd_serve,
+	&cli_cmd_register, &cli_cmd_status, &cli_cmd_rotate, &cli_cmd_doctor,
+	&cli_cmd_flow, &cli_cmd_serve,
 	NULL
 };
 

@@ -332,7 +332,7 @@ static int finish_open(fv_context **out, fv_context *ctx, int rc)
 	if (rc == FV_OK && (rc = parse_root(ctx)) != FV_OK)
 		fv__error_prefix("%s", ctx->config_path);
 	if (rc == FV_OK && ctx->serve &&
-	    (rc = fv__serve_config_check(ctx->serve, "serve")) != FV_OK)
+	    (rc = fv__serve_config_check(ctx, ctx->serve, "serve")) != FV_OK)
 		fv__error_prefix("%s", ctx->config_path);
 	if (rc != FV_OK) {
 		/* Every configuration problem is a configuration error (exit 2). */

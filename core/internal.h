@@ -95,7 +95,8 @@ FV_INTERNAL const struct fv_key_entry *fv__config_key(const fv_context *ctx,
 /* Check a section's own fields; `where` is its JSON path ("graph").
  * Implemented by the module that owns the section. */
 FV_INTERNAL int fv__graph_config_check(json_object *section, const char *where);
-FV_INTERNAL int fv__serve_config_check(json_object *section, const char *where);
+FV_INTERNAL int fv__serve_config_check(const fv_context *ctx, json_object *section,
+                                       const char *where);
 
 /* ---- loader.c ---- */
 

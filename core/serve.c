@@ -1,8 +1,644 @@
-#include "internal.h"
+/*
+ * `flowvault serve`: the Flows endpoint on libmicrohttpd.
+ *
+ * libmicrohttpd runs a pool of threads (epoll on Linux); each request is
+ * answered on the thread that read it by fv_flow_handle(), which may block
+ * on the key backend and on the upstream (bounded by its timeout). The pool
+ * size (serve.threads) is therefore how many requests can wait for the
+ * business logic at once.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
-/* Placeholder: accepts no fields until the endpoint server lands. */
-int fv__serve_config_check(json_object *section, const char *where)
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "serve_internal.h"
+
+#define TLS_FILE_MAX (1024 * 1024)
+/* /healthz runs one private-key operation per key; not more often than this. */
+#define HEALTH_CACHE_SECONDS 2.0
+
+struct fv_server {
+	fv_context *ctx;
+	struct serve_config cfg;
+	fv_key **keys;
+	fv_flow_handler *handler;
+	struct serve_upstream *upstream;
+	struct serve_metrics metrics;
+	struct MHD_Daemon *daemon;
+	char *tls_cert;
+	char *tls_key;
+	size_t tls_key_len;
+	unsigned int port;
+	atomic_int active;        /* requests between first byte and completion */
+	atomic_int stopping;
+	int curl_ready;
+	pthread_mutex_t health_lock;
+	double health_checked;
+	int health_ok;
+	char *health_body;
+};
+
+/* Per request, kept by libmicrohttpd in *req_cls. */
+enum route { ROUTE_FLOWS, ROUTE_HEALTHZ, ROUTE_METRICS, ROUTE_NOT_FOUND,
+             ROUTE_BAD_METHOD, ROUTE_TOO_LARGE };
+
+struct request {
+	enum route route;
+	unsigned char *body;
+	size_t len, cap;
+	double started;
+};
+
+static double now_seconds(void)
 {
-	(void)section;
-	return fv__error_set(FV_ERR_CONFIG, "%s: the serve section is not supported by this build", where);
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- Health: a real private-key operation on each key ---- */
+
+static int key_probe(fv_key *key)
+{
+	unsigned char secret[16], wrapped[1024], plain[1024];
+	size_t wrapped_len = sizeof(wrapped), plain_len = sizeof(plain);
+	unsigned char *der = NULL;
+	size_t der_len = 0;
+	const unsigned char *p;
+	EVP_PKEY *pub = NULL;
+	EVP_PKEY_CTX *pctx = NULL;
+	int rc = FV_ERR_GENERIC;
+
+	if (fv_key_public_der(&der, &der_len, key) != FV_OK)
+		return fv_error_last()->status;
+	p = der;
+	pub = d2i_PUBKEY(NULL, &p, (long)der_len);
+	if (!pub || RAND_bytes(secret, sizeof(secret)) != 1 ||
+	    !(pctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL)) ||
+	    EVP_PKEY_encrypt_init(pctx) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md_name(pctx, "SHA256", NULL) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md_name(pctx, "SHA256", NULL) <= 0 ||
+	    EVP_PKEY_encrypt(pctx, wrapped, &wrapped_len, secret, sizeof(secret)) <= 0) {
+		fv__error_set(FV_ERR_GENERIC, "key '%s': cannot encrypt a probe to its public key",
+		              fv_key_name(key));
+		goto out;
+	}
+	rc = fv_key_decrypt(plain, &plain_len, key, wrapped, wrapped_len);
+	if (rc == FV_OK && (plain_len != sizeof(secret) ||
+	                    CRYPTO_memcmp(plain, secret, sizeof(secret)) != 0))
+		rc = fv__error_set(FV_ERR_BACKEND,
+			"key '%s': the backend decrypted a probe to the wrong value", fv_key_name(key));
+out:
+	OPENSSL_cleanse(secret, sizeof(secret));
+	OPENSSL_cleanse(plain, sizeof(plain));
+	EVP_PKEY_CTX_free(pctx);
+	EVP_PKEY_free(pub);
+	fv_free(der);
+	return rc;
+}
+
+/* The /healthz body and status, recomputed at most every few seconds. */
+static int health(fv_server *srv, char **body)
+{
+	json_object *doc, *keys;
+	double now = now_seconds();
+	size_t i;
+	int ok;
+
+	pthread_mutex_lock(&srv->health_lock);
+	if (!srv->health_body || now - srv->health_checked >= HEALTH_CACHE_SECONDS) {
+		ok = 1;
+		doc = json_object_new_object();
+		keys = json_object_new_object();
+		for (i = 0; i < srv->cfg.key_count; i++) {
+			int rc = key_probe(srv->keys[i]);
+
+			if (rc != FV_OK) {
+				ok = 0;
+				fv__log(FV_LOG_ERROR, "serve: /healthz: %s", fv_error_last()->message);
+			}
+			json_object_object_add(keys, srv->cfg.keys[i],
+			                       json_object_new_string(rc == FV_OK ? "ok" : "unavailable"));
+		}
+		json_object_object_add(doc, "status", json_object_new_string(ok ? "ok" : "unavailable"));
+		json_object_object_add(doc, "keys", keys);
+		free(srv->health_body);
+		srv->health_body = strdup(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN));
+		json_object_put(doc);
+		srv->health_ok = ok;
+		srv->health_checked = now;
+	}
+	*body = srv->health_body ? strdup(srv->health_body) : NULL;
+	ok = srv->health_ok;
+	pthread_mutex_unlock(&srv->health_lock);
+	return ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+}
+
+/* ---- HTTP ---- */
+
+static enum MHD_Result send_reply(fv_server *srv, struct MHD_Connection *conn,
+                                  unsigned int status, char *body, size_t len,
+                                  const char *content_type)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	/* Takes ownership of body (malloc'ed). */
+	resp = MHD_create_response_from_buffer(len, body ? body : (void *)"",
+	                                       body ? MHD_RESPMEM_MUST_FREE
+	                                            : MHD_RESPMEM_PERSISTENT);
+	if (!resp) {
+		free(body);
+		return MHD_NO;
+	}
+	if (content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "POST");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (atomic_load(&srv->stopping))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	ret = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static void peer_address(struct MHD_Connection *conn, char *buf, size_t len)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+	snprintf(buf, len, "-");
+	if (!info || !info->client_addr)
+		return;
+	if (info->client_addr->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)info->client_addr)->sin_addr,
+		          buf, (socklen_t)len);
+	else if (info->client_addr->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)info->client_addr)->sin6_addr,
+		          buf, (socklen_t)len);
+}
+
+/* The one log line per request: no clear data, keys or secrets. */
+static void log_request(fv_server *srv, struct MHD_Connection *conn,
+                        const struct request *req, int status, const char *outcome,
+                        const fv_flow_reply *reply)
+{
+	char peer[INET6_ADDRSTRLEN + 1];
+
+	peer_address(conn, peer, sizeof(peer));
+	if (reply)
+		fv__log(FV_LOG_INFO,
+		        "serve: %d %s key=%s bytes=%zu decrypt_ms=%.2f upstream_ms=%.2f total_ms=%.2f peer=%s",
+		        status, outcome,
+		        reply->key_index >= 0 ? srv->cfg.keys[reply->key_index] : "-",
+		        req->len, reply->decrypt_seconds * 1e3, reply->upstream_seconds * 1e3,
+		        (now_seconds() - req->started) * 1e3, peer);
+	else
+		fv__log(FV_LOG_INFO, "serve: %d %s bytes=%zu total_ms=%.2f peer=%s", status,
+		        outcome, req->len, (now_seconds() - req->started) * 1e3, peer);
+}
+
+static enum MHD_Result answer_flows(fv_server *srv, struct MHD_Connection *conn,
+                                    struct request *req)
+{
+	fv_flow_reply reply;
+	const char *signature;
+	enum MHD_Result ret;
+	int rc;
+
+	signature = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Hub-Signature-256");
+	rc = fv_flow_handle(&reply, srv->handler, req->body, req->len, signature);
+	if (rc != FV_OK) {
+		fv__log(FV_LOG_ERROR, "serve: %s (answering 500)", fv_error_last()->message);
+		fv__metrics_request(&srv->metrics, 500);
+		log_request(srv, conn, req, 500, "internal-error", NULL);
+		return send_reply(srv, conn, 500, NULL, 0, NULL);
+	}
+	fv__metrics_request(&srv->metrics, reply.http_status);
+	fv__metrics_reply(&srv->metrics, &reply);
+	log_request(srv, conn, req, reply.http_status, fv_flow_outcome_name(reply.outcome),
+	            &reply);
+	ret = send_reply(srv, conn, (unsigned int)reply.http_status,
+	                 reply.body_len ? reply.body : NULL, reply.body_len,
+	                 reply.content_type);
+	if (reply.body_len)
+		reply.body = NULL; /* now owned by the response */
+	fv_flow_reply_clear(&reply);
+	return ret;
+}
+
+static enum MHD_Result answer_simple(fv_server *srv, struct MHD_Connection *conn,
+                                     struct request *req)
+{
+	char *body = NULL;
+	size_t len = 0;
+	unsigned int status;
+	const char *what;
+
+	switch (req->route) {
+	case ROUTE_HEALTHZ:
+		status = (unsigned int)health(srv, &body);
+		len = body ? strlen(body) : 0;
+		fv__log(FV_LOG_DEBUG, "serve: %u /healthz", status);
+		return send_reply(srv, conn, status, body, len, "application/json");
+	case ROUTE_METRICS:
+		body = fv__metrics_render(&srv->metrics, &len);
+		if (!body)
+			return send_reply(srv, conn, 500, NULL, 0, NULL);
+		return send_reply(srv, conn, MHD_HTTP_OK, body, len,
+		                  "text/plain; version=0.0.4; charset=utf-8");
+	case ROUTE_BAD_METHOD:
+		status = MHD_HTTP_METHOD_NOT_ALLOWED;
+		what = "method-not-allowed";
+		break;
+	case ROUTE_TOO_LARGE:
+		status = MHD_HTTP_CONTENT_TOO_LARGE;
+		what = "body-too-large";
+		break;
+	default:
+		status = MHD_HTTP_NOT_FOUND;
+		what = "not-found";
+		break;
+	}
+	fv__metrics_request(&srv->metrics, (int)status);
+	log_request(srv, conn, req, (int)status, what, NULL);
+	return send_reply(srv, conn, status, NULL, 0, NULL);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+	fv_server *srv = cls;
+	struct request *req = *req_cls;
+
+	(void)version;
+	if (!req) {
+		const char *length;
+
+		req = calloc(1, sizeof(*req));
+		if (!req)
+			return MHD_NO;
+		req->started = now_seconds();
+		*req_cls = req;
+		atomic_fetch_add(&srv->active, 1);
+		atomic_fetch_add(&srv->metrics.in_flight, 1);
+		if (strcmp(url, srv->cfg.path) == 0) {
+			req->route = strcmp(method, MHD_HTTP_METHOD_POST) == 0 ? ROUTE_FLOWS
+			                                                        : ROUTE_BAD_METHOD;
+			length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+			                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+			/* Refuse before reading a body that is announced too large. */
+			if (req->route == ROUTE_FLOWS && length &&
+			    strtoull(length, NULL, 10) > srv->cfg.max_body_bytes)
+				req->route = ROUTE_TOO_LARGE;
+		} else if (strcmp(url, "/healthz") == 0 || strcmp(url, "/metrics") == 0) {
+			req->route = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+			                     strcmp(method, MHD_HTTP_METHOD_HEAD) == 0
+			                     ? (url[1] == 'h' ? ROUTE_HEALTHZ : ROUTE_METRICS)
+			                     : ROUTE_BAD_METHOD;
+		} else {
+			req->route = ROUTE_NOT_FOUND;
+		}
+		if (req->route != ROUTE_FLOWS)
+			return answer_simple(srv, conn, req);
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+
+		if (req->route != ROUTE_FLOWS)
+			return MHD_NO;
+		if (n > srv->cfg.max_body_bytes - req->len) {
+			/* A chunked body grew past the limit: drop the connection. */
+			fv__log(FV_LOG_INFO, "serve: body larger than serve.max_body_bytes (%zu); "
+			        "closing the connection", srv->cfg.max_body_bytes);
+			return MHD_NO;
+		}
+		if (req->len + n > req->cap) {
+			size_t cap = req->cap ? req->cap : 4096;
+			unsigned char *grown;
+
+			while (cap < req->len + n)
+				cap *= 2;
+			if (cap > srv->cfg.max_body_bytes)
+				cap = srv->cfg.max_body_bytes;
+			grown = realloc(req->body, cap);
+			if (!grown)
+				return MHD_NO;
+			req->body = grown;
+			req->cap = cap;
+		}
+		memcpy(req->body + req->len, upload_data, n);
+		req->len += n;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (req->route == ROUTE_FLOWS)
+		return answer_flows(srv, conn, req);
+	return MHD_YES; /* already answered */
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode code)
+{
+	fv_server *srv = cls;
+	struct request *req = *req_cls;
+
+	(void)conn;
+	(void)code;
+	if (!req)
+		return;
+	free(req->body);
+	free(req);
+	*req_cls = NULL;
+	atomic_fetch_sub(&srv->metrics.in_flight, 1);
+	atomic_fetch_sub(&srv->active, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[512];
+	size_t n;
+
+	(void)cls;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		line[--n] = '\0';
+	fv__log(FV_LOG_DEBUG, "serve: libmicrohttpd: %s", line);
+}
+
+/* ---- Life cycle ---- */
+
+static int read_tls_file(char **out, size_t *len, const char *path, const char *where,
+                         int private)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0)
+		return fv__error_set(FV_ERR_CONFIG, "%s: cannot read '%s': %s", where, path,
+		                     strerror(errno));
+	if (private && (st.st_mode & S_IROTH))
+		return fv__error_set(FV_ERR_PERMISSION,
+			"%s: '%s' is readable by others; fix with chmod o-rwx '%s'", where, path, path);
+	if (fv__file_read(out, len, path, TLS_FILE_MAX) != FV_OK)
+		return fv__error_prefix("%s", where);
+	return FV_OK;
+}
+
+int fv_server_new(fv_server **out, fv_context *ctx)
+{
+	fv_flow_handler_config hc;
+	char **secrets = NULL;
+	size_t *secret_lens = NULL, i, len;
+	fv_server *srv;
+	int rc;
+
+	if (!out || !ctx)
+		return fv__error_set(FV_ERR_USAGE, "fv_server_new: missing argument");
+	*out = NULL;
+	if (!ctx->serve)
+		return fv__error_set(FV_ERR_CONFIG,
+			"%s: no \"serve\" section; add one with at least \"keys\" (see docs/flows.md)",
+			ctx->config_path ? ctx->config_path : "the configuration");
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return fv__error_nomem();
+	srv->ctx = ctx;
+	pthread_mutex_init(&srv->health_lock, NULL);
+	if ((rc = fv__serve_config_parse(&srv->cfg, ctx->serve, "serve", ctx)) != FV_OK)
+		goto fail;
+
+	if (srv->cfg.cert_path) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			rc = fv__error_set(FV_ERR_UNSUPPORTED,
+				"serve.cert: this libmicrohttpd was built without TLS; remove cert and key "
+				"and put flowvault behind a TLS proxy");
+			goto fail;
+		}
+		if ((rc = read_tls_file(&srv->tls_cert, &len, srv->cfg.cert_path, "serve.cert", 0)) != FV_OK ||
+		    (rc = read_tls_file(&srv->tls_key, &srv->tls_key_len, srv->cfg.key_path,
+		                        "serve.key", 1)) != FV_OK)
+			goto fail;
+	}
+
+	srv->keys = calloc(srv->cfg.key_count, sizeof(*srv->keys));
+	if (!srv->keys) {
+		rc = fv__error_nomem();
+		goto fail;
+	}
+	for (i = 0; i < srv->cfg.key_count; i++)
+		if ((rc = fv_key_open(&srv->keys[i], ctx, srv->cfg.keys[i])) != FV_OK) {
+			fv__error_prefix("serve.keys[%zu]", i);
+			goto fail;
+		}
+
+	if (srv->cfg.upstream) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			rc = fv__error_set(FV_ERR_GENERIC, "libcurl cannot be initialised");
+			goto fail;
+		}
+		srv->curl_ready = 1;
+		if ((rc = fv__upstream_new(&srv->upstream, srv->cfg.upstream,
+		                           srv->cfg.upstream_timeout_ms,
+		                           srv->cfg.max_body_bytes)) != FV_OK)
+			goto fail;
+	}
+
+	secrets = calloc(srv->cfg.app_secret_count + 1, sizeof(*secrets));
+	secret_lens = calloc(srv->cfg.app_secret_count + 1, sizeof(*secret_lens));
+	if (!secrets || !secret_lens) {
+		rc = fv__error_nomem();
+		goto fail_secrets;
+	}
+	for (i = 0; i < srv->cfg.app_secret_count; i++) {
+		char purpose[64];
+
+		snprintf(purpose, sizeof(purpose), "serve.app_secrets[%zu]", i);
+		if ((rc = fv_secret_resolve(&secrets[i], &secret_lens[i], srv->cfg.app_secrets[i],
+		                            purpose)) != FV_OK)
+			goto fail_secrets;
+		if (secret_lens[i] == 0) {
+			rc = fv__error_set(FV_ERR_SECRET, "%s: the app secret is empty", purpose);
+			goto fail_secrets;
+		}
+	}
+	memset(&hc, 0, sizeof(hc));
+	hc.keys = srv->keys;
+	hc.key_count = srv->cfg.key_count;
+	hc.app_secrets = (const char *const *)secrets;
+	hc.app_secret_lens = secret_lens;
+	hc.app_secret_count = srv->cfg.app_secret_count;
+	hc.upstream = srv->upstream ? fv__upstream_call : NULL;
+	hc.upstream_arg = srv->upstream;
+	rc = fv_flow_handler_new(&srv->handler, &hc);
+fail_secrets:
+	for (i = 0; secrets && i < srv->cfg.app_secret_count; i++)
+		fv_secret_free(secrets[i], secret_lens[i]);
+	free(secrets);
+	free(secret_lens);
+	if (rc != FV_OK)
+		goto fail;
+	if ((rc = fv__metrics_init(&srv->metrics, srv->cfg.keys, srv->cfg.key_count)) != FV_OK)
+		goto fail;
+	*out = srv;
+	return FV_OK;
+fail:
+	fv_server_free(srv);
+	return rc;
+}
+
+/* listen host and port into a socket address. */
+static int listen_address(struct sockaddr_storage *addr, int *ipv6,
+                          const struct serve_config *cfg)
+{
+	struct addrinfo hints, *res = NULL;
+	char port[8];
+	int err;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%u", cfg->port);
+	err = getaddrinfo(cfg->host, port, &hints, &res);
+	if (err != 0 || !res)
+		return fv__error_set(FV_ERR_CONFIG, "serve.listen: cannot resolve '%s': %s",
+		                     cfg->host, gai_strerror(err));
+	memcpy(addr, res->ai_addr, res->ai_addrlen);
+	*ipv6 = res->ai_family == AF_INET6;
+	freeaddrinfo(res);
+	return FV_OK;
+}
+
+int fv_server_start(fv_server *srv)
+{
+	struct sockaddr_storage addr;
+	const union MHD_DaemonInfo *info;
+	unsigned int flags;
+	int ipv6 = 0, rc;
+
+	if (!srv || srv->daemon)
+		return fv__error_set(FV_ERR_USAGE, "fv_server_start: not a new server");
+	memset(&addr, 0, sizeof(addr));
+	if ((rc = listen_address(&addr, &ipv6, &srv->cfg)) != FV_OK)
+		return rc;
+	flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	if (ipv6)
+		flags |= MHD_USE_IPv6;
+	if (srv->tls_cert)
+		flags |= MHD_USE_TLS;
+	errno = 0;
+	srv->daemon = MHD_start_daemon(
+		flags, (uint16_t)srv->cfg.port, NULL, NULL, on_request, srv,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)srv->cfg.threads,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->cfg.max_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->cfg.request_timeout_s,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+		srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
+		MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key,
+		MHD_OPTION_END);
+	if (!srv->daemon)
+		return fv__error_set(FV_ERR_GENERIC,
+			"serve.listen: cannot serve on %s%s%s (in use, or no permission; "
+			"see flowvault -vv serve for details)", srv->cfg.listen,
+			errno ? ": " : "", errno ? strerror(errno) : "");
+	/* GnuTLS has its own copy now. */
+	if (srv->tls_key) {
+		OPENSSL_cleanse(srv->tls_key, srv->tls_key_len);
+		free(srv->tls_key);
+		srv->tls_key = NULL;
+	}
+	info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	srv->port = info ? info->port : srv->cfg.port;
+	fv__log(FV_LOG_INFO, "serve: answering Flows requests on %s://%s%s%s:%u%s with %zu key%s "
+	        "(%s), %u threads, upstream %s",
+	        srv->tls_cert ? "https" : "http", ipv6 ? "[" : "", srv->cfg.host, ipv6 ? "]" : "",
+	        srv->port, srv->cfg.path, srv->cfg.key_count, srv->cfg.key_count == 1 ? "" : "s",
+	        srv->cfg.keys[0], srv->cfg.threads,
+	        srv->cfg.upstream ? "configured" : "none (pings and error notifications only)");
+	return FV_OK;
+}
+
+unsigned int fv_server_port(const fv_server *srv)
+{
+	return srv ? srv->port : 0;
+}
+
+int fv_server_shutdown(fv_server *srv)
+{
+	MHD_socket listen_fd;
+	double deadline;
+
+	if (!srv || !srv->daemon)
+		return FV_OK;
+	atomic_store(&srv->stopping, 1);
+	listen_fd = MHD_quiesce_daemon(srv->daemon);
+	if (listen_fd != MHD_INVALID_SOCKET)
+		close(listen_fd);
+	/* In-flight requests may be waiting for the upstream: give them its timeout. */
+	deadline = now_seconds() + (double)srv->cfg.upstream_timeout_ms / 1e3 + 2.0;
+	while (atomic_load(&srv->active) > 0 && now_seconds() < deadline) {
+		struct timespec pause = { 0, 10 * 1000 * 1000 };
+
+		nanosleep(&pause, NULL);
+	}
+	if (atomic_load(&srv->active) > 0)
+		fv__log(FV_LOG_WARNING, "serve: %d request(s) still running at shutdown",
+		        atomic_load(&srv->active));
+	MHD_stop_daemon(srv->daemon);
+	srv->daemon = NULL;
+	fv__log(FV_LOG_INFO, "serve: stopped");
+	return FV_OK;
+}
+
+void fv_server_free(fv_server *srv)
+{
+	size_t i;
+
+	if (!srv)
+		return;
+	fv_server_shutdown(srv);
+	fv_flow_handler_free(srv->handler);
+	fv__upstream_free(srv->upstream);
+	if (srv->curl_ready)
+		curl_global_cleanup();
+	for (i = 0; srv->keys && i < srv->cfg.key_count; i++)
+		fv_key_free(srv->keys[i]);
+	free(srv->keys);
+	fv__metrics_clear(&srv->metrics);
+	free(srv->tls_cert);
+	if (srv->tls_key) {
+		OPENSSL_cleanse(srv->tls_key, srv->tls_key_len);
+		free(srv->tls_key);
+	}
+	free(srv->health_body);
+	pthread_mutex_destroy(&srv->health_lock);
+	fv__serve_config_clear(&srv->cfg);
+	free(srv);
 }

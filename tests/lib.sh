@@ -68,8 +68,10 @@ expect_file_mode() { # expect_file_mode MODE FILE
 }
 
 # free_port: a TCP port nobody listens on right now (loopback).
+# The system python starts fast; a version manager's shim may not.
+PYTHON=$(command -v /usr/bin/python3 || command -v python3)
 free_port() {
-	python3 - <<'PY'
+	"$PYTHON" - <<'PY'
 import socket
 s = socket.socket()
 s.bind(("127.0.0.1", 0))

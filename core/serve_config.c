@@ -1,0 +1,349 @@
+/*
+ * The "serve" section of the configuration: every field checked, unknown
+ * fields refused, errors naming the JSON path.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve_internal.h"
+
+static const char *const serve_fields[] = {
+	"listen", "cert", "key", "path", "keys", "app_secrets", "upstream",
+	"upstream_timeout_ms", "max_body_bytes", "max_connections",
+	"request_timeout_s", "threads", NULL
+};
+
+#define MAX_APP_SECRETS 2
+
+void fv__serve_config_clear(struct serve_config *cfg)
+{
+	size_t i;
+
+	if (!cfg)
+		return;
+	free(cfg->listen);
+	free(cfg->host);
+	free(cfg->cert_path);
+	free(cfg->key_path);
+	free(cfg->path);
+	for (i = 0; cfg->keys && i < cfg->key_count; i++)
+		free(cfg->keys[i]);
+	free(cfg->keys);
+	for (i = 0; cfg->app_secrets && i < cfg->app_secret_count; i++)
+		free(cfg->app_secrets[i]);
+	free(cfg->app_secrets);
+	free(cfg->upstream);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+static int want_string(json_object *v, const char *where, const char *field)
+{
+	if (!json_object_is_type(v, json_type_string))
+		return fv__error_set(FV_ERR_CONFIG, "%s.%s: expected a string", where, field);
+	if (!json_object_get_string_len(v))
+		return fv__error_set(FV_ERR_CONFIG, "%s.%s: must not be empty", where, field);
+	return FV_OK;
+}
+
+static int want_int(long long *out, json_object *v, const char *where,
+                    const char *field, long long min, long long max)
+{
+	long long n;
+
+	if (!json_object_is_type(v, json_type_int))
+		return fv__error_set(FV_ERR_CONFIG, "%s.%s: expected an integer", where, field);
+	n = json_object_get_int64(v);
+	if (n < min || n > max)
+		return fv__error_set(FV_ERR_CONFIG, "%s.%s: %lld is out of range (%lld to %lld)",
+		                     where, field, n, min, max);
+	*out = n;
+	return FV_OK;
+}
+
+/* "host:port", "[v6]:port". */
+static int parse_listen(char **host, unsigned int *port, const char *s,
+                        const char *where)
+{
+	const char *colon, *h = s;
+	size_t hlen;
+	char *end;
+	long p;
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (!close || close[1] != ':')
+			goto bad;
+		h = s + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || memchr(s, ':', (size_t)(colon - s)))
+			goto bad;
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen == 0 || !colon[1])
+		goto bad;
+	p = strtol(colon + 1, &end, 10);
+	if (*end || p < 0 || p > 65535 || colon[1] == '-' || colon[1] == '+')
+		goto bad;
+	if (host && !(*host = strndup(h, hlen)))
+		return fv__error_nomem();
+	if (port)
+		*port = (unsigned int)p;
+	return FV_OK;
+bad:
+	return fv__error_set(FV_ERR_CONFIG,
+		"%s.listen: '%s' is not HOST:PORT (for example \"127.0.0.1:8080\" or \"[::1]:8080\")",
+		where, s);
+}
+
+static int string_list(char ***out, size_t *count, json_object *v, const char *where,
+                       const char *field, size_t max_items, int secrets)
+{
+	char item_where[256];
+	size_t i, j, n;
+	char **list = NULL;
+	int rc = FV_OK;
+
+	if (!json_object_is_type(v, json_type_array))
+		return fv__error_set(FV_ERR_CONFIG, "%s.%s: expected an array of strings",
+		                     where, field);
+	n = json_object_array_length(v);
+	if (max_items && n > max_items)
+		return fv__error_set(FV_ERR_CONFIG,
+			"%s.%s: at most %zu entries (the current one and the one being rotated out)",
+			where, field, max_items);
+	if (out && !(list = calloc(n + 1, sizeof(*list))))
+		return fv__error_nomem();
+	for (i = 0; i < n && rc == FV_OK; i++) {
+		json_object *item = json_object_array_get_idx(v, i);
+		const char *s;
+
+		snprintf(item_where, sizeof(item_where), "%s.%s[%zu]", where, field, i);
+		if (!json_object_is_type(item, json_type_string) ||
+		    !json_object_get_string_len(item)) {
+			rc = fv__error_set(FV_ERR_CONFIG, "%s: expected a non-empty string",
+			                   item_where);
+			break;
+		}
+		s = json_object_get_string(item);
+		if (secrets) {
+			if ((rc = fv__secret_check_field(s, item_where)) != FV_OK)
+				break;
+		} else {
+			for (j = 0; j < i; j++)
+				if (strcmp(json_object_get_string(json_object_array_get_idx(v, j)),
+				           s) == 0) {
+					rc = fv__error_set(FV_ERR_CONFIG, "%s: '%s' is listed twice",
+					                   item_where, s);
+					break;
+				}
+		}
+		if (rc == FV_OK && list && !(list[i] = strdup(s)))
+			rc = fv__error_nomem();
+	}
+	if (rc != FV_OK) {
+		for (i = 0; list && i < n; i++)
+			free(list[i]);
+		free(list);
+		return rc;
+	}
+	if (out) {
+		*out = list;
+		*count = n;
+	}
+	return FV_OK;
+}
+
+static int check_keys_exist(const struct serve_config *cfg, json_object *keys,
+                            const char *where, const fv_context *ctx)
+{
+	size_t i, n = json_object_array_length(keys), used = 0, k;
+	char known[512] = "";
+
+	for (k = 0; k < ctx->key_count && used < sizeof(known); k++)
+		used += (size_t)snprintf(known + used, sizeof(known) - used, "%s%s",
+		                         k ? ", " : "", ctx->keys[k].name);
+	(void)cfg;
+	for (i = 0; i < n; i++) {
+		const char *name = json_object_get_string(json_object_array_get_idx(keys, i));
+
+		if (!fv__config_key(ctx, name))
+			return fv__error_set(FV_ERR_CONFIG,
+				"%s.keys[%zu]: no key '%s' under \"keys\" (configured: %s)", where, i,
+				name, used ? known : "none");
+	}
+	return FV_OK;
+}
+
+int fv__serve_config_parse(struct serve_config *out, json_object *section,
+                           const char *where, const fv_context *ctx)
+{
+	struct serve_config cfg = { 0 };
+	json_object *v, *cert = NULL, *key = NULL;
+	long long n;
+	int rc = FV_OK;
+
+	if (!json_object_is_type(section, json_type_object))
+		return fv__error_set(FV_ERR_CONFIG, "%s: expected an object", where);
+	json_object_object_foreach(section, name, value) {
+		size_t i;
+		int known = 0;
+
+		(void)value;
+		for (i = 0; serve_fields[i]; i++)
+			known |= strcmp(serve_fields[i], name) == 0;
+		if (!known)
+			return fv__error_set(FV_ERR_CONFIG,
+				"%s.%s: unknown field (known fields: listen, cert, key, path, keys, "
+				"app_secrets, upstream, upstream_timeout_ms, max_body_bytes, "
+				"max_connections, request_timeout_s, threads)", where, name);
+	}
+
+	cfg.upstream_timeout_ms = SERVE_DEFAULT_UPSTREAM_TIMEOUT_MS;
+	cfg.max_body_bytes = SERVE_DEFAULT_MAX_BODY_BYTES;
+	cfg.max_connections = SERVE_DEFAULT_MAX_CONNECTIONS;
+	cfg.request_timeout_s = SERVE_DEFAULT_REQUEST_TIMEOUT_S;
+	cfg.threads = SERVE_DEFAULT_THREADS;
+
+	{
+		const char *listen = SERVE_DEFAULT_LISTEN;
+
+		if (json_object_object_get_ex(section, "listen", &v)) {
+			if ((rc = want_string(v, where, "listen")) != FV_OK)
+				goto out;
+			listen = json_object_get_string(v);
+		}
+		if ((rc = parse_listen(&cfg.host, &cfg.port, listen, where)) != FV_OK)
+			goto out;
+		if (!(cfg.listen = strdup(listen))) {
+			rc = fv__error_nomem();
+			goto out;
+		}
+	}
+
+	json_object_object_get_ex(section, "cert", &cert);
+	json_object_object_get_ex(section, "key", &key);
+	if (cert && (rc = want_string(cert, where, "cert")) != FV_OK)
+		goto out;
+	if (key && (rc = want_string(key, where, "key")) != FV_OK)
+		goto out;
+	if (!cert != !key) {
+		rc = fv__error_set(FV_ERR_CONFIG,
+			"%s.%s: TLS needs both cert and key (or neither, for plain HTTP behind a TLS proxy)",
+			where, cert ? "key" : "cert");
+		goto out;
+	}
+	if (cert) {
+		cfg.cert_path = ctx ? fv__config_resolve_path(ctx, json_object_get_string(cert))
+		                    : strdup(json_object_get_string(cert));
+		cfg.key_path = ctx ? fv__config_resolve_path(ctx, json_object_get_string(key))
+		                   : strdup(json_object_get_string(key));
+		if (!cfg.cert_path || !cfg.key_path) {
+			rc = fv__error_nomem();
+			goto out;
+		}
+	}
+
+	{
+		const char *path = SERVE_DEFAULT_PATH;
+
+		if (json_object_object_get_ex(section, "path", &v)) {
+			if ((rc = want_string(v, where, "path")) != FV_OK)
+				goto out;
+			path = json_object_get_string(v);
+		}
+		if (path[0] != '/' || strpbrk(path, " \t\r\n?#%") ||
+		    strcmp(path, "/healthz") == 0 || strcmp(path, "/metrics") == 0) {
+			rc = fv__error_set(FV_ERR_CONFIG,
+				"%s.path: '%s' must start with '/', hold no spaces, '?', '#' or '%%', "
+				"and not be /healthz or /metrics", where, path);
+			goto out;
+		}
+		if (!(cfg.path = strdup(path))) {
+			rc = fv__error_nomem();
+			goto out;
+		}
+	}
+
+	if (!json_object_object_get_ex(section, "keys", &v)) {
+		rc = fv__error_set(FV_ERR_CONFIG,
+			"%s.keys: missing; list the key names to decrypt with, current key first "
+			"(e.g. \"keys\": [\"flows\"])", where);
+		goto out;
+	}
+	if ((rc = string_list(&cfg.keys, &cfg.key_count, v, where, "keys", 0, 0)) != FV_OK)
+		goto out;
+	if (cfg.key_count == 0) {
+		rc = fv__error_set(FV_ERR_CONFIG,
+			"%s.keys: empty; name at least one key from \"keys\"", where);
+		goto out;
+	}
+	if (ctx && (rc = check_keys_exist(&cfg, v, where, ctx)) != FV_OK)
+		goto out;
+
+	if (json_object_object_get_ex(section, "app_secrets", &v) &&
+	    (rc = string_list(&cfg.app_secrets, &cfg.app_secret_count, v, where,
+	                      "app_secrets", MAX_APP_SECRETS, 1)) != FV_OK)
+		goto out;
+
+	if (json_object_object_get_ex(section, "upstream", &v)) {
+		const char *url;
+
+		if ((rc = want_string(v, where, "upstream")) != FV_OK)
+			goto out;
+		url = json_object_get_string(v);
+		if ((strncmp(url, "http://", 7) != 0 || !url[7]) &&
+		    (strncmp(url, "https://", 8) != 0 || !url[8])) {
+			rc = fv__error_set(FV_ERR_CONFIG,
+				"%s.upstream: '%s' is not an http:// or https:// URL", where, url);
+			goto out;
+		}
+		if (!(cfg.upstream = strdup(url))) {
+			rc = fv__error_nomem();
+			goto out;
+		}
+	}
+
+	if (json_object_object_get_ex(section, "upstream_timeout_ms", &v)) {
+		if ((rc = want_int(&n, v, where, "upstream_timeout_ms", 100,
+		                   SERVE_MAX_UPSTREAM_TIMEOUT_MS)) != FV_OK)
+			goto out;
+		cfg.upstream_timeout_ms = (long)n;
+	}
+	if (json_object_object_get_ex(section, "max_body_bytes", &v)) {
+		if ((rc = want_int(&n, v, where, "max_body_bytes", 1024, 64LL * 1024 * 1024)) != FV_OK)
+			goto out;
+		cfg.max_body_bytes = (size_t)n;
+	}
+	if (json_object_object_get_ex(section, "max_connections", &v)) {
+		if ((rc = want_int(&n, v, where, "max_connections", 1, 100000)) != FV_OK)
+			goto out;
+		cfg.max_connections = (unsigned int)n;
+	}
+	if (json_object_object_get_ex(section, "request_timeout_s", &v)) {
+		if ((rc = want_int(&n, v, where, "request_timeout_s", 1, 3600)) != FV_OK)
+			goto out;
+		cfg.request_timeout_s = (unsigned int)n;
+	}
+	if (json_object_object_get_ex(section, "threads", &v)) {
+		if ((rc = want_int(&n, v, where, "threads", 1, 1024)) != FV_OK)
+			goto out;
+		cfg.threads = (unsigned int)n;
+	}
+out:
+	if (rc != FV_OK || !out)
+		fv__serve_config_clear(&cfg);
+	else
+		*out = cfg;
+	return rc;
+}
+
+int fv__serve_config_check(const fv_context *ctx, json_object *section, const char *where)
+{
+	return fv__serve_config_parse(NULL, section, where, ctx);
+}

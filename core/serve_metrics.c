@@ -1,0 +1,191 @@
+/*
+ * /metrics: counters and latency histograms in the Prometheus text format.
+ * Lock-free: every request touches a few atomics; rendering reads them.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve_internal.h"
+
+/* Upper bounds in seconds; the last bucket is +Inf. */
+static const double bucket_bounds[METRICS_BUCKETS - 1] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10
+};
+
+/* Statuses with their own counter; anything else goes into "other". */
+static const int known_statuses[METRICS_STATUS_SLOTS - 1] = {
+	200, 400, 404, 405, 413, 421, 427, 432, 500, 503, 415
+};
+
+#define OUTCOME_COUNT (FV_FLOW_INTERNAL_ERROR + 1)
+
+int fv__metrics_init(struct serve_metrics *m, char **key_names, size_t key_count)
+{
+	memset(m, 0, sizeof(*m));
+	m->by_key = calloc(key_count ? key_count : 1, sizeof(*m->by_key));
+	if (!m->by_key)
+		return fv__error_nomem();
+	m->key_names = key_names;
+	m->key_count = key_count;
+	return FV_OK;
+}
+
+void fv__metrics_clear(struct serve_metrics *m)
+{
+	free(m->by_key);
+	m->by_key = NULL;
+}
+
+void fv__metrics_request(struct serve_metrics *m, int http_status)
+{
+	size_t i;
+
+	for (i = 0; i < METRICS_STATUS_SLOTS - 1; i++)
+		if (known_statuses[i] == http_status)
+			break;
+	atomic_fetch_add(&m->by_status[i], 1);
+}
+
+static void observe(struct serve_histogram *h, double seconds)
+{
+	size_t i;
+
+	for (i = 0; i < METRICS_BUCKETS - 1 && seconds > bucket_bounds[i]; i++)
+		;
+	atomic_fetch_add(&h->buckets[i], 1);
+	atomic_fetch_add(&h->count, 1);
+	atomic_fetch_add(&h->sum_us, (uint_fast64_t)(seconds * 1e6));
+}
+
+void fv__metrics_reply(struct serve_metrics *m, const fv_flow_reply *reply)
+{
+	if (reply->outcome >= 0 && reply->outcome < OUTCOME_COUNT)
+		atomic_fetch_add(&m->by_outcome[reply->outcome], 1);
+	if (reply->key_index >= 0 && (size_t)reply->key_index < m->key_count)
+		atomic_fetch_add(&m->by_key[reply->key_index], 1);
+	if (reply->decrypt_seconds > 0)
+		observe(&m->decrypt, reply->decrypt_seconds);
+	if (reply->upstream_seconds > 0)
+		observe(&m->upstream, reply->upstream_seconds);
+}
+
+struct text {
+	char *buf;
+	size_t len, cap;
+	int failed;
+};
+
+static void put(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->failed)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			t->failed = 1;
+			return;
+		}
+		if ((size_t)n < t->cap - t->len) {
+			t->len += (size_t)n;
+			return;
+		}
+		{
+			size_t cap = t->cap * 2 + (size_t)n;
+			char *grown = realloc(t->buf, cap);
+
+			if (!grown) {
+				t->failed = 1;
+				return;
+			}
+			t->buf = grown;
+			t->cap = cap;
+		}
+	}
+}
+
+static void put_histogram(struct text *t, const char *name, const char *help,
+                          struct serve_histogram *h)
+{
+	uint_fast64_t cumulative = 0;
+	size_t i;
+
+	put(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (i = 0; i < METRICS_BUCKETS; i++) {
+		cumulative += atomic_load(&h->buckets[i]);
+		if (i < METRICS_BUCKETS - 1)
+			put(t, "%s_bucket{le=\"%g\"} %ju\n", name, bucket_bounds[i],
+			    (uintmax_t)cumulative);
+		else
+			put(t, "%s_bucket{le=\"+Inf\"} %ju\n", name, (uintmax_t)cumulative);
+	}
+	put(t, "%s_sum %.6f\n%s_count %ju\n", name,
+	    (double)atomic_load(&h->sum_us) / 1e6, name, (uintmax_t)atomic_load(&h->count));
+}
+
+/* Label values are key names from the configuration: escape them anyway. */
+static void put_label(struct text *t, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			put(t, "\\%c", *s);
+		else if (*s == '\n')
+			put(t, "\\n");
+		else
+			put(t, "%c", *s);
+	}
+}
+
+char *fv__metrics_render(struct serve_metrics *m, size_t *len)
+{
+	struct text t = { 0 };
+	size_t i;
+
+	t.cap = 4096;
+	t.buf = malloc(t.cap);
+	if (!t.buf)
+		return NULL;
+	t.buf[0] = '\0';
+	put(&t, "# HELP flowvault_requests_total Requests to the Flows endpoint, by HTTP status.\n"
+	        "# TYPE flowvault_requests_total counter\n");
+	for (i = 0; i < METRICS_STATUS_SLOTS; i++) {
+		if (i < METRICS_STATUS_SLOTS - 1)
+			put(&t, "flowvault_requests_total{status=\"%d\"} %ju\n", known_statuses[i],
+			    (uintmax_t)atomic_load(&m->by_status[i]));
+		else
+			put(&t, "flowvault_requests_total{status=\"other\"} %ju\n",
+			    (uintmax_t)atomic_load(&m->by_status[i]));
+	}
+	put(&t, "# HELP flowvault_flow_outcomes_total Flows requests by how they were answered.\n"
+	        "# TYPE flowvault_flow_outcomes_total counter\n");
+	for (i = 0; i < OUTCOME_COUNT; i++)
+		put(&t, "flowvault_flow_outcomes_total{outcome=\"%s\"} %ju\n",
+		    fv_flow_outcome_name((int)i), (uintmax_t)atomic_load(&m->by_outcome[i]));
+	put(&t, "# HELP flowvault_key_requests_total Requests decrypted, by the key that decrypted them.\n"
+	        "# TYPE flowvault_key_requests_total counter\n");
+	for (i = 0; i < m->key_count; i++) {
+		put(&t, "flowvault_key_requests_total{key=\"");
+		put_label(&t, m->key_names[i]);
+		put(&t, "\"} %ju\n", (uintmax_t)atomic_load(&m->by_key[i]));
+	}
+	put_histogram(&t, "flowvault_decrypt_seconds",
+	              "Time to decrypt a request: RSA-OAEP in the key backend plus AES-GCM.",
+	              &m->decrypt);
+	put_histogram(&t, "flowvault_upstream_seconds",
+	              "Time the business logic (upstream) took to answer.", &m->upstream);
+	put(&t, "# HELP flowvault_requests_in_flight Requests being handled now.\n"
+	        "# TYPE flowvault_requests_in_flight gauge\n"
+	        "flowvault_requests_in_flight %d\n", atomic_load(&m->in_flight));
+	if (t.failed) {
+		free(t.buf);
+		return NULL;
+	}
+	*len = t.len;
+	return t.buf;
+}

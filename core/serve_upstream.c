@@ -1,0 +1,239 @@
+/*
+ * The business logic ("upstream"): the clear request JSON is POSTed to it as
+ * application/json, and its JSON answer comes back to be encrypted.
+ *
+ * Each server thread keeps its own CURL easy handle (a handle is not
+ * thread-safe), and all of them share one connection cache through a CURLSH,
+ * so keep-alive connections are reused whichever thread picks a request.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "serve_internal.h"
+
+struct serve_upstream {
+	char *url;
+	long timeout_ms;
+	size_t max_response_bytes;
+	CURLSH *share;
+	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
+	pthread_key_t handle_key;
+	int handle_key_made;
+};
+
+static void share_lock(CURL *handle, curl_lock_data data, curl_lock_access access,
+                       void *arg)
+{
+	struct serve_upstream *up = arg;
+
+	(void)handle;
+	(void)access;
+	pthread_mutex_lock(&up->locks[data]);
+}
+
+static void share_unlock(CURL *handle, curl_lock_data data, void *arg)
+{
+	struct serve_upstream *up = arg;
+
+	(void)handle;
+	pthread_mutex_unlock(&up->locks[data]);
+}
+
+static void handle_destroy(void *handle)
+{
+	curl_easy_cleanup(handle);
+}
+
+int fv__upstream_new(struct serve_upstream **out, const char *url, long timeout_ms,
+                     size_t max_response_bytes)
+{
+	struct serve_upstream *up;
+	int i;
+
+	*out = NULL;
+	up = calloc(1, sizeof(*up));
+	if (!up || !(up->url = strdup(url))) {
+		free(up);
+		return fv__error_nomem();
+	}
+	up->timeout_ms = timeout_ms;
+	up->max_response_bytes = max_response_bytes;
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&up->locks[i], NULL);
+	if (pthread_key_create(&up->handle_key, handle_destroy) != 0) {
+		fv__upstream_free(up);
+		return fv__error_set(FV_ERR_GENERIC, "cannot create thread-local storage");
+	}
+	up->handle_key_made = 1;
+	up->share = curl_share_init();
+	if (!up->share ||
+	    curl_share_setopt(up->share, CURLSHOPT_LOCKFUNC, share_lock) != CURLSHE_OK ||
+	    curl_share_setopt(up->share, CURLSHOPT_UNLOCKFUNC, share_unlock) != CURLSHE_OK ||
+	    curl_share_setopt(up->share, CURLSHOPT_USERDATA, up) != CURLSHE_OK ||
+	    curl_share_setopt(up->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
+	    curl_share_setopt(up->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
+		fv__upstream_free(up);
+		return fv__error_set(FV_ERR_GENERIC,
+			"serve.upstream: libcurl cannot share connections between threads");
+	}
+	*out = up;
+	return FV_OK;
+}
+
+/* Called after the server threads are gone, so every easy handle has been
+ * cleaned up by its thread's destructor and the share is unused. */
+void fv__upstream_free(struct serve_upstream *up)
+{
+	CURL *mine;
+	int i;
+
+	if (!up)
+		return;
+	if (up->handle_key_made) {
+		mine = pthread_getspecific(up->handle_key);
+		if (mine) {
+			pthread_setspecific(up->handle_key, NULL);
+			curl_easy_cleanup(mine);
+		}
+		pthread_key_delete(up->handle_key);
+	}
+	if (up->share && curl_share_cleanup(up->share) != CURLSHE_OK)
+		fv__log(FV_LOG_WARNING, "serve: upstream connections still in use at shutdown");
+	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&up->locks[i]);
+	free(up->url);
+	free(up);
+}
+
+/* The answer, growing without leaving unwiped copies behind. */
+struct answer {
+	char *buf;
+	size_t len, cap, max;
+	int too_large;
+};
+
+static size_t on_data(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct answer *a = arg;
+	size_t n = size * nmemb;
+
+	if (n > a->max - a->len) {
+		a->too_large = 1;
+		return 0;
+	}
+	if (a->len + n + 1 > a->cap) {
+		size_t cap = (a->len + n + 1) * 2;
+		char *grown;
+
+		if (cap > a->max + 1)
+			cap = a->max + 1;
+		grown = malloc(cap);
+		if (!grown)
+			return 0;
+		if (a->buf) {
+			memcpy(grown, a->buf, a->len);
+			OPENSSL_cleanse(a->buf, a->cap);
+			free(a->buf);
+		}
+		a->buf = grown;
+		a->cap = cap;
+	}
+	memcpy(a->buf + a->len, data, n);
+	a->len += n;
+	a->buf[a->len] = '\0';
+	return n;
+}
+
+static CURL *thread_handle(struct serve_upstream *up)
+{
+	CURL *c = pthread_getspecific(up->handle_key);
+
+	if (c)
+		return c;
+	c = curl_easy_init();
+	if (!c)
+		return NULL;
+	if (curl_easy_setopt(c, CURLOPT_SHARE, up->share) != CURLE_OK ||
+	    pthread_setspecific(up->handle_key, c) != 0) {
+		curl_easy_cleanup(c);
+		return NULL;
+	}
+	return c;
+}
+
+int fv__upstream_call(void *arg, const char *key_name, const char *request,
+                      size_t request_len, long *http_status, char **response,
+                      size_t *response_len)
+{
+	struct serve_upstream *up = arg;
+	struct answer a = { NULL, 0, 0, 0, 0 };
+	struct curl_slist *headers = NULL, *more;
+	char key_header[300];
+	CURLcode res;
+	CURL *c;
+	int rc = FV_OK;
+
+	*response = NULL;
+	*response_len = 0;
+	a.max = up->max_response_bytes;
+	c = thread_handle(up);
+	if (!c)
+		return fv__error_nomem();
+	snprintf(key_header, sizeof(key_header), "X-Flowvault-Key: %s", key_name);
+	headers = curl_slist_append(NULL, "Content-Type: application/json");
+	if (headers && (more = curl_slist_append(headers, "Expect:")))
+		headers = more;
+	if (headers && (more = curl_slist_append(headers, key_header)))
+		headers = more;
+	if (!headers)
+		return fv__error_nomem();
+
+	/* Options are set again on every call: the handle is reused. */
+	curl_easy_setopt(c, CURLOPT_URL, up->url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, request);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)request_len);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, up->timeout_ms);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &a);
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+
+	res = curl_easy_perform(c);
+	if (res == CURLE_OK) {
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, http_status);
+		*response = a.buf;
+		*response_len = a.len;
+		a.buf = NULL;
+	} else if (a.too_large) {
+		fv__log(FV_LOG_ERROR,
+		        "serve: the upstream answer is larger than %zu bytes (answering 500)",
+		        up->max_response_bytes);
+		rc = FV_ERR_GENERIC;
+	} else {
+		/* The URL is not logged: it may carry credentials. */
+		fv__log(FV_LOG_ERROR, "serve: upstream failed: %s%s (answering 500)",
+		        curl_easy_strerror(res),
+		        res == CURLE_OPERATION_TIMEDOUT ? " (serve.upstream_timeout_ms)" : "");
+		rc = FV_ERR_GENERIC;
+	}
+	/* Drop references to the request's buffers before the handle idles. */
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, NULL);
+	curl_slist_free_all(headers);
+	if (a.buf) {
+		OPENSSL_cleanse(a.buf, a.cap);
+		free(a.buf);
+	}
+	if (rc != FV_OK)
+		fv__error_set(rc, "upstream failed");
+	return rc;
+}

@@ -49,11 +49,11 @@ r = json.loads(sys.argv[1])
 print("   HTTP %s, %d-byte encrypted body; decrypted by the client:" % (r["status"], len(r["body"])))
 print("   " + json.dumps(r["response"]))' "$answer" || rc=1
 		case $answer in *'"status":200'*'"screen":"NEXT"'*) ;; *) rc=1 ;; esac
-		kill -TERM "$serve_pid" 2>/dev/null
+		kill -TERM "$serve_pid" 2>/dev/null || true
 		wait "$serve_pid" || rc=1
 	fi
-	kill "$up_pid" 2>/dev/null
-	wait "$up_pid" 2>/dev/null
+	kill "$up_pid" 2>/dev/null || true
+	wait "$up_pid" 2>/dev/null || true
 	rm -f "$serve_config" "$dir/.demo-serve.$$.pub"
 	[ "$rc" = 0 ] && echo "== Flows round trip OK" || echo "== Flows round trip FAILED" >&2
 	return "$rc"

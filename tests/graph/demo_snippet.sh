@@ -72,8 +72,8 @@ PY
 		echo "\$ flowvault status $key"
 		"$bin" --config "$config" status "$key" || rc=$?
 	fi
-	kill "$sim_pid" 2>/dev/null
-	wait "$sim_pid" 2>/dev/null
+	kill "$sim_pid" 2>/dev/null || true
+	wait "$sim_pid" 2>/dev/null || true
 	unset FLOWVAULT_DEMO_GRAPH_TOKEN
 	echo "simulator stopped"
 	return "$rc"

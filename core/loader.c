@@ -207,6 +207,12 @@ static int probe_in_child(const char *path)
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return FV_OK;
+	/* The child ends with _exit(0) once the entry point has returned; any
+	 * other end (a sanitizer's report, the plugin calling exit) is a crash. */
+	if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+		return fv__error_set(FV_ERR_PLUGIN,
+			"plugin '%s': ended the process while loading (exit status %d); the plugin is broken, fix or remove it",
+			path, WEXITSTATUS(status));
 	if (WIFSIGNALED(status)) {
 		if (WTERMSIG(status) == SIGALRM)
 			return fv__error_set(FV_ERR_PLUGIN,

@@ -217,9 +217,22 @@ int p11_decrypt(fv_pkey *key, const unsigned char *in, size_t in_len,
 		rc = p11_key_handle(key, s, gen, &handle);
 		if (rc != FV_OK) {
 			rv = p11_last_rv;
+			if (attempt == 0 && rc == FV_ERR_BACKEND && rv == CKR_OK) {
+				/* The key vanished under sessions opened before the
+				 * token was reset: new sessions see the token anew. */
+				p11_session_drop(inst, s);
+				if (p11_recover(inst, gen, CKR_OBJECT_HANDLE_INVALID) == FV_OK)
+					continue;
+				return rc;
+			}
+			if (!p11_rv_recoverable(rv)) {
+				/* The session is fine (the key is not there):
+				 * keep it, closing the last one logs out. */
+				p11_session_put(inst, s, gen);
+				return rc;
+			}
 			p11_session_drop(inst, s);
-			if (attempt == 0 && p11_rv_recoverable(rv) &&
-			    p11_recover(inst, gen, rv) == FV_OK)
+			if (attempt == 0 && p11_recover(inst, gen, rv) == FV_OK)
 				continue;
 			return rc;
 		}
@@ -234,6 +247,16 @@ int p11_decrypt(fv_pkey *key, const unsigned char *in, size_t in_len,
 		if (rv == CKR_OK) {
 			p11_session_put(inst, s, gen);
 			break;
+		}
+		if (attempt == 0 && (rv == CKR_OBJECT_HANDLE_INVALID ||
+		                     rv == CKR_KEY_HANDLE_INVALID)) {
+			/* The token forgot the handle (reset, store re-read): find
+			 * the key again, once. */
+			pthread_mutex_lock(&key->lock);
+			key->handle_gen = gen - 1;
+			pthread_mutex_unlock(&key->lock);
+			p11_session_put(inst, s, gen);
+			continue;
 		}
 		if (attempt == 0 && p11_rv_recoverable(rv)) {
 			p11_session_drop(inst, s);

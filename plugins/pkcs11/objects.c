@@ -130,6 +130,12 @@ int p11_key_handle(fv_pkey *key, CK_SESSION_HANDLE session, unsigned int gen,
 		if (rc == FV_OK) {
 			key->handle = h;
 			key->handle_gen = gen;
+		} else if (rc == FV_ERR_NOT_FOUND && key->handle != CK_INVALID_HANDLE) {
+			/* It was there when the key was opened: not a configuration
+			 * mistake but a token that was reset, replaced or is away. */
+			rc = P11_ERROR(FV_ERR_BACKEND,
+				"token '%s': C_FindObjects no longer finds %s (CKR_OK, no match), although it was there when the key was opened; the token was reset, replaced or is not reachable: check it, then retry",
+				key->inst->token_label, p11_target_describe(&key->inst->target));
 		}
 	}
 	*out = key->handle;

@@ -149,9 +149,11 @@ int p11_session_get(fv_instance *inst, CK_SESSION_HANDLE *session,
 		pthread_mutex_unlock(&inst->lock);
 		return FV_OK;
 	}
+	/* A new session is logged in already unless the token lost the
+	 * login (removed and back): then log in again. */
+	rc = renew_locked(inst, session);
 	pthread_mutex_unlock(&inst->lock);
-	/* A new session is logged in already: login is per application. */
-	return open_session(inst, 0, session);
+	return rc;
 }
 
 void p11_session_put(fv_instance *inst, CK_SESSION_HANDLE session,

@@ -47,7 +47,7 @@ static int pin_source_reference(char **out, const char *source, const char *wher
 	return FV_OK;
 }
 
-int p11_target_parse(struct p11_target *t, const char *text, const char *where)
+static int target_parse(struct p11_target *t, const char *text, const char *where)
 {
 	CK_ATTRIBUTE *attr;
 	const char *source;
@@ -108,6 +108,16 @@ int p11_target_parse(struct p11_target *t, const char *text, const char *where)
 			return rc;
 	}
 	return FV_OK;
+}
+
+/* On failure nothing stays allocated in *t. */
+int p11_target_parse(struct p11_target *t, const char *text, const char *where)
+{
+	int rc = target_parse(t, text, where);
+
+	if (rc != FV_OK)
+		p11_target_clear(t);
+	return rc;
 }
 
 void p11_target_clear(struct p11_target *t)

@@ -12,12 +12,18 @@
 # rows there for further commands (register, status, serve, flow).
 . "$FV_SOURCE_DIR/tests/lib.sh"
 . "$FV_SOURCE_DIR/tests/pkcs11/tokens.sh"
+. "$FV_SOURCE_DIR/tests/graph/graph_lib.sh"
 
 PIN='S3cr3t-PIN-7f1c'
 PASS='Pa55-phrase-9d2e'
 WRONG_PIN='Wr0ng-PIN-3b8a'
 WRONG_PASS='Wr0ng-phrase-5c6d'
-SECRETS=("$PIN" "$PASS" "$WRONG_PIN" "$WRONG_PASS")
+# graph_lib.sh made the access token the simulator accepts ($SIM_TOKEN).
+APP_SECRET='App-s3cret-6a4f'
+WRONG_TOKEN='EAAGwrong-token-1e7b'
+SECRETS=("$PIN" "$PASS" "$WRONG_PIN" "$WRONG_PASS" "$SIM_TOKEN" "$APP_SECRET" "$WRONG_TOKEN")
+export FV_AUDIT_TOKEN="$SIM_TOKEN" FV_AUDIT_WRONG_TOKEN="$WRONG_TOKEN"
+export FV_AUDIT_APP_SECRET="$APP_SECRET"
 export FV_AUDIT_PIN="$PIN" FV_AUDIT_PASS="$PASS"
 export FV_AUDIT_WRONG_PIN="$WRONG_PIN" FV_AUDIT_WRONG_PASS="$WRONG_PASS"
 
@@ -33,8 +39,8 @@ secret_file pin "$PIN"
 secret_file pass "$PASS"
 secret_file wrong-pin "$WRONG_PIN"
 secret_file wrong-pass "$WRONG_PASS"
-conf() { # conf NAME KEY-ENTRY-JSON
-	printf '{"keys": {"flows": %s}}\n' "$2" >"$T/conf/$1.json"
+conf() { # conf NAME KEY-ENTRY-JSON [MORE-TOP-LEVEL-JSON]
+	printf '{"keys": {"flows": %s}%s}\n' "$2" "${3:+, $3}" >"$T/conf/$1.json"
 	chmod 600 "$T/conf/$1.json"
 }
 
@@ -63,6 +69,26 @@ conf p11-file "$(p11 flows-key "file:$T/secrets/pin")"
 conf p11-wrong-env "$(p11 flows-key env:FV_AUDIT_WRONG_PIN)"
 conf p11-wrong-file "$(p11 flows-key "file:$T/secrets/wrong-pin")"
 conf p11-gen-file "$(p11 second-key "file:$T/secrets/pin")"
+
+# Graph API (the TLS simulator) and the Flows endpoint: the access token and
+# the app secret, right and wrong, by env: and file:.
+start_sim
+secret_file token "$SIM_TOKEN"
+secret_file app-secret "$APP_SECRET"
+graph() { printf '"graph": {"base_url": "%s", "access_token": "%s", "ca_file": "%s", "retry_base_ms": 5}' \
+	"$SIM_URL" "$1" "$T/tls/ca.pem"; }
+pem_numbers() { printf '{"provider": "pem", "path": "%s", "passphrase": "%s", "phone_numbers": ["1001", "1002"]}' "$@"; }
+conf graph-env "$(pem_numbers "$T/keys/flows.pem" env:FV_AUDIT_PASS)" "$(graph env:FV_AUDIT_TOKEN)"
+conf graph-file "$(pem_numbers "$T/keys/flows.pem" "file:$T/secrets/pass")" "$(graph "file:$T/secrets/token")"
+conf graph-wrong "$(pem_numbers "$T/keys/flows.pem" env:FV_AUDIT_PASS)" "$(graph env:FV_AUDIT_WRONG_TOKEN)"
+serve() { printf '"serve": {"keys": ["flows"], "listen": "127.0.0.1:0", "app_secrets": ["%s"]}' "$1"; }
+conf serve-env "$(pem "$T/keys/flows.pem" env:FV_AUDIT_PASS)" "$(serve env:FV_AUDIT_APP_SECRET)"
+conf serve-file "$(pem "$T/keys/flows.pem" "file:$T/secrets/pass")" "$(serve "file:$T/secrets/app-secret")"
+# A Flows request to the audit key, made by the independent Node client.
+openssl pkey -in "$T/keys/flows.pem" -passin env:FV_AUDIT_PASS -pubout -out "$T/keys/flows.pub" 2>/dev/null
+node "$FV_SOURCE_DIR/tests/flow/flows_client.js" encrypt --pub "$T/keys/flows.pub" \
+	--payload '{"version":"3.0","action":"ping"}' >"$T/keys/request.json" || fail "node cannot encrypt a request"
+printf '{"data":{"status":"active"}}' >"$T/keys/response.json"
 
 ROWS=0
 cd "$T" # ARGS name files relative to $T
@@ -188,6 +214,19 @@ p11-wrong-pin-env      |  3   | p11-wrong-env  | pubkey flows
 p11-wrong-pin-file     |  3   | p11-wrong-file | pubkey flows
 p11-wrong-pin-keys     |  3   | p11-wrong-env  | keys
 p11-wrong-pin-generate |  3   | p11-wrong-file | generate flows
+register-env           |  0   | graph-env      | register flows
+register-file-json     |  0   | graph-file     | --json register flows
+status-env             |  0   | graph-env      | status flows
+status-file-json       |  0   | graph-file     | --json status flows
+register-wrong-token   |  4   | graph-wrong    | register flows
+status-wrong-token     |  4   | graph-wrong    | --json status flows
+register-wrong-pass    |  3   | pem-wrong-env  | register flows
+flow-decrypt-env       |  0   | pem-env        | flow decrypt flows --in keys/request.json
+flow-decrypt-file      |  0   | pem-file       | flow decrypt flows --in keys/request.json
+flow-encrypt           |  0   | pem-env        | flow encrypt flows --request keys/request.json --response keys/response.json
+flow-decrypt-wrong     |  3   | pem-wrong-env  | flow decrypt flows --in keys/request.json
+serve-check-env        |  0   | serve-env      | serve --check
+serve-check-file       |  0   | serve-file     | serve --check
 TABLE
 audit_proc
 pass "$ROWS runs audited (strace: $([ "$HAVE_STRACE" = 1 ] && echo yes || echo 'not available'))"

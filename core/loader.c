@@ -17,6 +17,17 @@
 
 #define PLUGIN_SUFFIX ".so"
 
+/*
+ * Under AddressSanitizer plugins stay mapped at exit: LeakSanitizer can only
+ * name (and suppressions can only match) code that is still loaded, and the
+ * libraries plugins use (NSS, libp11) keep memory until process exit.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define plugin_unload(handle) ((void)(handle))
+#else
+#define plugin_unload(handle) dlclose(handle)
+#endif
+
 struct search_dirs {
 	char **dirs;
 	size_t count;
@@ -248,7 +259,7 @@ static int plugin_load_file(struct fv_plugin **out, const char *path,
 			path, dlerror());
 	sym = dlsym(handle, FV_PROVIDER_ENTRY_SYMBOL);
 	if (!sym) {
-		dlclose(handle);
+		plugin_unload(handle);
 		return fv__error_set(FV_ERR_PLUGIN,
 			"plugin '%s': has no entry symbol '%s'; it is not a flowvault provider plugin",
 			path, FV_PROVIDER_ENTRY_SYMBOL);
@@ -264,11 +275,11 @@ static int plugin_load_file(struct fv_plugin **out, const char *path,
 		snprintf(why, sizeof(why), "%s", fv_error_last()->message);
 		rc = fv__error_set(FV_ERR_PLUGIN, "plugin '%s': declined to load: %s", path,
 		                   *why ? why : "no reason given");
-		dlclose(handle);
+		plugin_unload(handle);
 		return rc;
 	}
 	if ((rc = check_table(ops, name, path)) != FV_OK) {
-		dlclose(handle);
+		plugin_unload(handle);
 		return rc;
 	}
 	plugin = calloc(1, sizeof(*plugin));
@@ -276,7 +287,7 @@ static int plugin_load_file(struct fv_plugin **out, const char *path,
 		if (plugin)
 			free(plugin->name);
 		free(plugin);
-		dlclose(handle);
+		plugin_unload(handle);
 		return fv__error_nomem();
 	}
 	plugin->handle = handle;
@@ -356,7 +367,7 @@ void fv__plugins_unload(fv_context *ctx)
 
 	for (; p; p = next) {
 		next = p->next;
-		dlclose(p->handle);
+		plugin_unload(p->handle);
 		free(p->name);
 		free(p->path);
 		free(p);
@@ -394,7 +405,7 @@ static int report_file(fv_context *ctx, const char *dir, const char *file,
 	if (shadowed) {
 		/* Check it anyway, so its own problem is reported; never keep it. */
 		if (plugin_load_file(&plugin, path, name) == FV_OK) {
-			dlclose(plugin->handle);
+			plugin_unload(plugin->handle);
 			free(plugin->name);
 			free(plugin->path);
 			free(plugin);

@@ -73,6 +73,9 @@ struct fv_instance {
 
 struct fv_pkey {
 	EVP_PKEY *pkey;
+	/* Set up once for RSA-OAEP/SHA-256 and duplicated per call: saves the
+	 * per-call algorithm fetches (EVP_PKEY_CTX is not shared by threads). */
+	EVP_PKEY_CTX *oaep;
 	char *path;
 	enum pem_format format;
 	size_t modulus_bytes;
@@ -486,6 +489,7 @@ static void pem_key_close(fv_pkey *key)
 {
 	if (!key)
 		return;
+	EVP_PKEY_CTX_free(key->oaep);
 	EVP_PKEY_free(key->pkey); /* clears the private numbers */
 	free(key->path);
 	free(key);
@@ -516,6 +520,17 @@ static int pem_key_open(fv_instance *inst, fv_pkey **out)
 	key->format = format;
 	key->bits = EVP_PKEY_get_bits(pkey);
 	key->modulus_bytes = (size_t)EVP_PKEY_get_size(pkey);
+	key->oaep = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+	if (!key->oaep || EVP_PKEY_decrypt_init(key->oaep) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_padding(key->oaep, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md_name(key->oaep, "SHA256", NULL) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md_name(key->oaep, "SHA256", NULL) <= 0) {
+		log_openssl_errors("setting up RSA-OAEP");
+		pem_key_close(key);
+		return pem_host->error(FV_ERR_BACKEND,
+			"%s: OpenSSL cannot set up RSA-OAEP with SHA-256 for '%s'",
+			inst->location, inst->path);
+	}
 	pem_host->log(FV_LOG_DEBUG, "pem: %s: loaded %d-bit RSA key from '%s' (%s)",
 	          inst->location, key->bits, inst->path, format_name(format));
 	*out = key;
@@ -571,18 +586,9 @@ static int pem_key_decrypt(fv_pkey *key, const unsigned char *in, size_t in_len,
 
 	plain_len = key->modulus_bytes;
 	plain = OPENSSL_malloc(plain_len);
-	ctx = EVP_PKEY_CTX_new_from_pkey(NULL, key->pkey, NULL);
+	ctx = EVP_PKEY_CTX_dup(key->oaep);
 	if (!plain || !ctx) {
 		rc = pem_host->error(FV_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	if (EVP_PKEY_decrypt_init(ctx) <= 0 ||
-	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
-	    EVP_PKEY_CTX_set_rsa_oaep_md_name(ctx, "SHA256", NULL) <= 0 ||
-	    EVP_PKEY_CTX_set_rsa_mgf1_md_name(ctx, "SHA256", NULL) <= 0) {
-		log_openssl_errors("setting up RSA-OAEP");
-		rc = pem_host->error(FV_ERR_BACKEND,
-			"'%s': OpenSSL cannot set up RSA-OAEP with SHA-256", key->path);
 		goto out;
 	}
 	/* Into our own buffer of the modulus size, so that a short `out` is

@@ -118,7 +118,9 @@ pass "pubkey and keys through the skeleton match openssl"
 
 # ---- Decrypt through the installed libflowvault ----
 # No flowvault.pc for the application API: use the prefix directly.
-run cc -std=c11 -Wall -Wextra -Werror -I"$P/include" \
+# In a sanitizer build the library needs the sanitizer runtime first.
+# shellcheck disable=SC2086 # flags are words
+run cc -std=c11 -Wall -Wextra -Werror ${FV_SANITIZE_FLAGS:-} -I"$P/include" \
 	-o "$T/sdk_decrypt" "$FV_SOURCE_DIR/tests/sdk/sdk_decrypt.c" \
 	-L"$P/$LIBDIR" -lflowvault -Wl,-rpath,"$P/$LIBDIR"
 expect_rc 0 "building a program against the installed libflowvault"

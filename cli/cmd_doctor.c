@@ -1,17 +1,453 @@
-/* Placeholder until this command lands. */
+/*
+ * flowvault doctor: check a whole installation and say what to fix: the
+ * configuration, the plugins, every key (a real decryption), the Graph API
+ * token, every number's registered key, the serve settings, an unfinished
+ * rotation.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
 #include "cli.h"
+
+struct doctor {
+	const struct cli *cli;
+	json_object *checks;
+	int exit_code;           /* of the first failure */
+	size_t failed, passed, skipped;
+};
+
+enum { CHECK_OK, CHECK_FAIL, CHECK_SKIP, CHECK_WARN };
+
+static void item(struct doctor *d, int outcome, int exit_code, const char *check,
+                 const char *subject, const char *message, const char *fix)
+{
+	static const char *const names[] = { "ok", "fail", "skip", "warn" };
+	json_object *o = json_object_new_object();
+
+	if (outcome == CHECK_FAIL) {
+		d->failed++;
+		if (d->exit_code == EXIT_OK)
+			d->exit_code = exit_code;
+	} else if (outcome == CHECK_SKIP) {
+		d->skipped++;
+	} else {
+		d->passed++;
+	}
+	json_object_object_add(o, "check", json_object_new_string(check));
+	json_object_object_add(o, "subject", subject ? json_object_new_string(subject) : NULL);
+	json_object_object_add(o, "status", json_object_new_string(names[outcome]));
+	json_object_object_add(o, "message", json_object_new_string(message ? message : ""));
+	json_object_object_add(o, "fix", fix ? json_object_new_string(fix) : NULL);
+	json_object_object_add(o, "exit_code", outcome == CHECK_FAIL ? json_object_new_int(exit_code) : NULL);
+	json_object_array_add(d->checks, o);
+	if (!d->cli->json && !(d->cli->quiet && outcome != CHECK_FAIL)) {
+		static const char *const tags[] = { "[ok]  ", "[FAIL]", "[skip]", "[warn]" };
+
+		printf("%s %-8s %s%s%s\n", tags[outcome], check, subject ? subject : "",
+		       subject && message && *message ? ": " : "", message ? message : "");
+		if (fix && outcome != CHECK_OK)
+			printf("       fix: %s\n", fix);
+	}
+}
+
+static void failf(struct doctor *d, int status, const char *check, const char *subject,
+                  const char *fix)
+{
+	item(d, CHECK_FAIL, cli_exit_for_status(status), check, subject,
+	     fv_error_last()->message, fix);
+}
+
+/* ---- The checks ---- */
+
+static int check_config(struct doctor *d, fv_context **ctx)
+{
+	const char *fix;
+	int rc = fv_context_open(ctx, d->cli->config_path, 0);
+
+	if (rc == FV_OK) {
+		item(d, CHECK_OK, 0, "config", fv_context_config_path(*ctx),
+		     "valid JSON, known fields, safe ownership and mode", NULL);
+		return 0;
+	}
+	if (strstr(fv_error_last()->message, "chmod") || strstr(fv_error_last()->message, "chown"))
+		fix = "make the file and its directories writable only by you or root "
+		      "(the message names the command)";
+	else if (strstr(fv_error_last()->message, "not valid JSON"))
+		fix = "correct the JSON at the line shown";
+	else if (strstr(fv_error_last()->message, "no configuration found"))
+		fix = "create one (see config/flowvault.example.json) or pass --config FILE";
+	else
+		fix = "correct the field the message names; flowvault.json(5) lists every field";
+	failf(d, rc, "config", d->cli->config_path, fix);
+	return -1;
+}
+
+static int plugin_cb(void *arg, const fv_plugin_info *info)
+{
+	struct doctor *d = arg;
+	char subject[512];
+
+	snprintf(subject, sizeof(subject), "%s (%s)", info->name, info->path);
+	if (!info->refused)
+		item(d, CHECK_OK, 0, "plugin", subject, "loads", NULL);
+	else if (strstr(info->refused, "shadowed"))
+		item(d, CHECK_WARN, 0, "plugin", subject, info->refused,
+		     "remove the duplicate if it is not meant to be there");
+	else
+		item(d, CHECK_FAIL, EXIT_USAGE, "plugin", subject, info->refused,
+		     "fix the file as the message says, or remove it from the plugin path");
+	return 0;
+}
+
+struct key_state {
+	const char *name;
+	int ok;
+	char fingerprint[FV_FINGERPRINT_HEX_SIZE];
+	fv_key *key;
+};
+
+static void check_keys(struct doctor *d, fv_context *ctx, struct key_state *keys, size_t n)
+{
+	char msg[256];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		int rc;
+
+		keys[i].name = fv_context_key_name(ctx, i);
+		rc = fv_key_open(&keys[i].key, ctx, keys[i].name);
+		if (rc == FV_OK)
+			rc = fv_key_fingerprint(keys[i].fingerprint, keys[i].key);
+		if (rc == FV_OK)
+			rc = fv_key_self_test(keys[i].key);
+		if (rc == FV_ERR_CONFIG) {
+			/* Provider fields are checked when the key opens. */
+			snprintf(msg, sizeof(msg), "keys.%s", keys[i].name);
+			failf(d, rc, "config", msg,
+			      "correct the field the message names; flowvault.json(5) lists the "
+			      "fields of each provider");
+			continue;
+		}
+		if (rc != FV_OK) {
+			failf(d, rc, "key", keys[i].name,
+			      rc == FV_ERR_NOT_FOUND ? "create it with flowvault generate KEY, or correct "
+			                               "its reference in the configuration"
+			      : "check the key's entry and its store (file, token, TPM, secret "
+			        "reference); flowvault keys shows the same error");
+			continue;
+		}
+		keys[i].ok = 1;
+		snprintf(msg, sizeof(msg), "opens; OAEP-SHA256 test decryption ok; fingerprint %s",
+		         keys[i].fingerprint);
+		item(d, CHECK_OK, 0, "key", keys[i].name, msg, NULL);
+	}
+}
+
+static const char *graph_fix(const fv_graph_result *r)
+{
+	switch (r->error_code) {
+	case 190: return "the access token is expired or invalid: create a new system-user "
+	                 "token and update the secret graph.access_token refers to";
+	case 10: return "the token lacks whatsapp_business_management permission, or the "
+	                "number is not allow-listed";
+	case 100: return "check the phone-number id in the configuration";
+	default: return "check graph.base_url, graph.ca_file and the network; retry later if "
+	                "the Graph API reported a temporary error";
+	}
+}
+
+/* The phone numbers of key `name`: configured ones and its WABA's. */
+static int targets_of(char ***out, size_t *count, fv_context *ctx, fv_graph *graph,
+                      const char *name)
+{
+	size_t n = fv_context_key_phone_count(ctx, name), i, w = 0;
+	const char *waba = fv_context_key_waba(ctx, name);
+	char **waba_ids = NULL, **ids;
+
+	if (waba && (!graph || fv_graph_waba_phone_numbers(&waba_ids, &w, graph, waba) != FV_OK))
+		return -1;
+	ids = calloc(n + w + 1, sizeof(*ids));
+	for (i = 0; ids && i < n; i++)
+		ids[i] = strdup(fv_context_key_phone(ctx, name, i));
+	for (i = 0; ids && i < w; i++)
+		ids[n + i] = strdup(waba_ids[i]);
+	fv_graph_ids_free(waba_ids);
+	*out = ids;
+	*count = ids ? n + w : 0;
+	return ids ? 0 : -1;
+}
+
+static int in_serve(fv_context *ctx, const struct key_state *keys, size_t nkeys,
+                    const char *fingerprint)
+{
+	size_t i, j;
+
+	for (i = 0; i < fv_context_serve_key_count(ctx); i++)
+		for (j = 0; j < nkeys; j++)
+			if (keys[j].ok && strcmp(keys[j].name, fv_context_serve_key(ctx, i)) == 0 &&
+			    strcmp(keys[j].fingerprint, fingerprint) == 0)
+				return 1;
+	return 0;
+}
+
+static void check_graph(struct doctor *d, fv_context *ctx, struct key_state *keys, size_t n)
+{
+	fv_graph *graph = NULL;
+	size_t i, j, any = 0;
+	int token_checked = 0;
+
+	for (i = 0; i < n; i++)
+		any += fv_context_key_phone_count(ctx, keys[i].name) +
+		       (fv_context_key_waba(ctx, keys[i].name) != NULL);
+	if (!fv_context_has_graph(ctx)) {
+		if (any)
+			item(d, CHECK_FAIL, EXIT_USAGE, "graph", NULL,
+			     "keys name phone numbers but the configuration has no \"graph\" section",
+			     "add \"graph\": {\"access_token\": \"env:WHATSAPP_ACCESS_TOKEN\"}");
+		else
+			item(d, CHECK_SKIP, 0, "graph", NULL, "no \"graph\" section", NULL);
+		return;
+	}
+	if (fv_graph_open(&graph, ctx) != FV_OK) {
+		failf(d, fv_error_last()->status, "graph", "access token",
+		      "set graph.access_token to a secret reference that resolves (env:NAME, "
+		      "file:PATH) and holds a system-user token");
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		fv_graph_result *res = NULL;
+		char **ids = NULL, subject[256], msg[512];
+		size_t count = 0;
+
+		if (!fv_context_key_phone_count(ctx, keys[i].name) &&
+		    !fv_context_key_waba(ctx, keys[i].name))
+			continue;
+		if (targets_of(&ids, &count, ctx, graph, keys[i].name) != 0) {
+			failf(d, fv_error_last()->status, "graph", keys[i].name,
+			      "check the key's waba_id and the token's access to that WABA");
+			token_checked = 1;
+			continue;
+		}
+		if (!keys[i].ok) {
+			item(d, CHECK_SKIP, 0, "number", keys[i].name,
+			     "the key does not open; its numbers are not checked", NULL);
+			fv_graph_ids_free(ids);
+			continue;
+		}
+		fv_graph_check(&res, graph, keys[i].key, (const char *const *)ids, count,
+		               FV_GRAPH_STATUS);
+		for (j = 0; res && j < count; j++) {
+			snprintf(subject, sizeof(subject), "%s on %s", keys[i].name, ids[j]);
+			if (!token_checked) {
+				token_checked = 1;
+				if (res[j].status == FV_ERR_GRAPH) {
+					item(d, CHECK_FAIL, EXIT_GRAPH, "graph", fv_graph_endpoint(graph),
+					     res[j].message, graph_fix(&res[j]));
+				} else {
+					item(d, CHECK_OK, 0, "graph", fv_graph_endpoint(graph),
+					     "the access token works", NULL);
+				}
+			}
+			if (res[j].status == FV_ERR_GRAPH) {
+				item(d, CHECK_FAIL, EXIT_GRAPH, "number", subject, res[j].message,
+				     graph_fix(&res[j]));
+			} else if (res[j].status != FV_OK) {
+				item(d, CHECK_FAIL, EXIT_MISMATCH, "number", subject, res[j].message,
+				     "run flowvault register KEY (or finish the rotation that moves it)");
+			} else if (fv_context_has_serve(ctx) &&
+			           !in_serve(ctx, keys, n, res[j].remote_fingerprint)) {
+				item(d, CHECK_FAIL, EXIT_MISMATCH, "number", subject,
+				     "holds a key that serve.keys does not list: flowvault serve would "
+				     "answer its requests with 421",
+				     "add the key to serve.keys (and restart serve)");
+			} else {
+				snprintf(msg, sizeof(msg), "registered, VALID%s",
+				         fv_context_has_serve(ctx) ? ", served" : "");
+				item(d, CHECK_OK, 0, "number", subject, msg, NULL);
+			}
+		}
+		if (!res)
+			failf(d, fv_error_last()->status, "number", keys[i].name,
+			      "check the phone-number ids in the configuration");
+		fv_graph_results_free(res, count);
+		fv_graph_ids_free(ids);
+	}
+	if (!token_checked)
+		item(d, CHECK_SKIP, 0, "graph", fv_graph_endpoint(graph),
+		     any ? "the token was resolved but not used: no key with phone numbers opens"
+		         : "no phone numbers configured; the token was resolved but not used", NULL);
+	fv_graph_free(graph);
+}
+
+static void check_serve(struct doctor *d, fv_context *ctx, struct key_state *keys, size_t n)
+{
+	char subject[128];
+	size_t i, j;
+	int problems = 0;
+
+	if (!fv_context_has_serve(ctx)) {
+		item(d, CHECK_SKIP, 0, "serve", NULL, "no \"serve\" section", NULL);
+		return;
+	}
+	for (i = 0; i < fv_context_serve_key_count(ctx); i++) {
+		const char *name = fv_context_serve_key(ctx, i);
+
+		for (j = 0; j < n && strcmp(keys[j].name, name) != 0; j++)
+			;
+		if (j < n && !keys[j].ok) {
+			snprintf(subject, sizeof(subject), "serve.keys[%zu]", i);
+			item(d, CHECK_FAIL, EXIT_BACKEND, "serve", subject,
+			     "names a key that does not open (see its key check above)",
+			     "fix the key, or remove it from serve.keys");
+			problems++;
+		}
+	}
+	for (i = 0; i < fv_context_serve_secret_count(ctx); i++) {
+		char *secret = NULL;
+		size_t len = 0;
+
+		snprintf(subject, sizeof(subject), "serve.app_secrets[%zu]", i);
+		if (fv_secret_resolve(&secret, &len, fv_context_serve_secret(ctx, i),
+		                      "app secret") != FV_OK) {
+			failf(d, fv_error_last()->status, "serve", subject,
+			      "make the reference resolve (export the variable, create the file "
+			      "with mode 0600)");
+			problems++;
+			continue;
+		}
+		if (len == 0) {
+			item(d, CHECK_FAIL, EXIT_USAGE, "serve", subject, "the app secret is empty",
+			     "store the app secret from the Meta app dashboard");
+			problems++;
+		}
+		fv_secret_free(secret, len);
+	}
+	for (i = 0; i < 2; i++) {
+		char *path = fv_context_serve_tls_file(ctx, (int)i);
+
+		if (path && access(path, R_OK) != 0) {
+			char msg[600];
+
+			snprintf(msg, sizeof(msg), "cannot read '%s'", path);
+			item(d, CHECK_FAIL, EXIT_USAGE, "serve", i ? "serve.key" : "serve.cert", msg,
+			     "point serve.cert and serve.key at the TLS certificate and key files");
+			problems++;
+		}
+		fv_free(path);
+	}
+	if (!problems)
+		item(d, CHECK_OK, 0, "serve", NULL,
+		     "keys open, app secrets resolve, TLS files readable", NULL);
+}
+
+static void check_rotation(struct doctor *d, fv_context *ctx)
+{
+	fv_rotation *r = NULL;
+	char msg[512];
+	int state;
+
+	if (fv_rotation_read(&r, ctx) != FV_OK) {
+		failf(d, fv_error_last()->status, "rotation", NULL,
+		      "the rotation journal next to the configuration is damaged; read it");
+		return;
+	}
+	state = fv_rotation_state(r);
+	if (state == FV_ROTATION_NONE || state == FV_ROTATION_FINISHED) {
+		item(d, CHECK_OK, 0, "rotation", NULL, "none in progress", NULL);
+	} else if (state == FV_ROTATION_SWITCHED) {
+		snprintf(msg, sizeof(msg), "%s -> %s switched; the previous key is still served",
+		         fv_rotation_key(r), fv_rotation_new_key(r));
+		item(d, CHECK_WARN, 0, "rotation", NULL, msg,
+		     "after the grace window: flowvault rotate --finish NEW");
+	} else {
+		snprintf(msg, sizeof(msg), "%s -> %s stopped at step \"%s\" (%zu of %zu numbers moved)",
+		         fv_rotation_key(r), fv_rotation_new_key(r), fv_rotation_state_name(state),
+		         fv_rotation_registered_count(r), fv_rotation_target_count(r));
+		item(d, CHECK_FAIL, EXIT_FAILURE_OTHER, "rotation", NULL, msg,
+		     "flowvault rotate --resume");
+	}
+	fv_rotation_free(r);
+}
 
 static int run_doctor(struct cli *cli, int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	return cli_failf(cli, EXIT_FAILURE_OTHER, "not available in this build");
+	struct doctor d = { .cli = cli };
+	struct key_state *keys = NULL;
+	fv_context *ctx = NULL;
+	size_t i, n = 0;
+
+	if (argc > 1)
+		return cli_usage(cli, "unexpected argument '%s'", argv[1]);
+	d.checks = json_object_new_array();
+	if (check_config(&d, &ctx) == 0) {
+		fv_plugins_foreach(ctx, plugin_cb, &d);
+		n = fv_context_key_count(ctx);
+		keys = calloc(n + 1, sizeof(*keys));
+		if (!keys) {
+			json_object_put(d.checks);
+			fv_context_free(ctx);
+			return cli_failf(cli, EXIT_FAILURE_OTHER, "out of memory");
+		}
+		if (!n)
+			item(&d, CHECK_FAIL, EXIT_USAGE, "key", NULL, "no keys configured",
+			     "add an entry under \"keys\" and create it with flowvault generate");
+		check_keys(&d, ctx, keys, n);
+		check_graph(&d, ctx, keys, n);
+		check_serve(&d, ctx, keys, n);
+		check_rotation(&d, ctx);
+	}
+	if (cli->json) {
+		json_object *doc = json_object_new_object();
+
+		json_object_object_add(doc, "ok", json_object_new_boolean(d.failed == 0));
+		json_object_object_add(doc, "failed", json_object_new_int64((int64_t)d.failed));
+		json_object_object_add(doc, "exit_code", json_object_new_int(d.exit_code));
+		json_object_object_add(doc, "checks", d.checks);
+		cli_print_json(doc);
+	} else {
+		json_object_put(d.checks);
+		if (!cli->quiet)
+			printf("\n%zu passed, %zu failed, %zu skipped\n", d.passed, d.failed, d.skipped);
+	}
+	for (i = 0; i < n; i++)
+		fv_key_free(keys[i].key);
+	free(keys);
+	fv_context_free(ctx);
+	return d.exit_code;
 }
 
 const struct cli_command cli_cmd_doctor = {
 	.name = "doctor",
 	.synopsis = "doctor",
-	.summary = "(not available in this build)",
-	.help = "",
+	.summary = "check configuration, plugins, keys, Graph API, numbers and serve",
+	.help =
+		"Runs every check below and prints one line per check, with what to fix\n"
+		"for each failure:\n"
+		"  config    the configuration is found, valid JSON with known fields, and\n"
+		"            neither it nor a directory above it is writable by others\n"
+		"  plugin    every plugin on the search path loads\n"
+		"  key       every configured key opens and decrypts a fresh OAEP-SHA256\n"
+		"            test message encrypted to its public key\n"
+		"  graph     the access token resolves and works (one read request)\n"
+		"  number    every configured phone number (and every number of a\n"
+		"            configured WABA) holds its key with status VALID, and, when\n"
+		"            there is a serve section, a key that serve.keys lists\n"
+		"  serve     serve.keys open, serve.app_secrets resolve, TLS files readable\n"
+		"  rotation  no rotation is left unfinished before its switch\n"
+		"A check that cannot apply (no graph or serve section) is skipped. Secrets\n"
+		"are resolved as the other commands do: a \"prompt\" reference asks.\n"
+		"\n"
+		"With --json: {\"ok\", \"failed\", \"exit_code\", \"checks\": [{\"check\",\n"
+		"\"subject\", \"status\": \"ok\"|\"fail\"|\"skip\"|\"warn\", \"message\", \"fix\",\n"
+		"\"exit_code\"}]}.\n"
+		"\n"
+		"Exit codes: 0 when every check passes; otherwise the exit code of the first\n"
+		"failed check: 2 configuration, plugin or secret; 3 key backend; 4 Graph API;\n"
+		"5 a number without its key as VALID, or with a key serve does not hold;\n"
+		"1 an unfinished rotation.\n",
 	.run = run_doctor,
 };

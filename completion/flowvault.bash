@@ -10,7 +10,7 @@
 # source tree: `. completion/flowvault.bash`.
 
 # Used when the binary cannot be run (not built yet, not on PATH).
-_flowvault_fallback_commands="plugins keys generate pubkey register status flow serve"
+_flowvault_fallback_commands="plugins keys generate pubkey register status rotate doctor flow serve"
 _flowvault_global_options="--config --json -v --verbose -q --quiet --version -h --help"
 
 # _flowvault_run BIN ARGS...: BIN's output, without its diagnostics, never

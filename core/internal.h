@@ -141,4 +141,24 @@ FV_INTERNAL int fv__secret_check_field(const char *value, const char *where);
 /* ---- hostsvc.c ---- */
 FV_INTERNAL const fv_host *fv__host_services(void);
 
+/* ==== Key lifecycle (journal.c, config_write.c, rotate.c, doctor.c) ==== */
+
+/* The rotation journal: one JSON object per line, appended and fsync'd. */
+struct fv__journal;
+/* Open (creating, mode 0600) `path` for appending, with an exclusive lock
+ * that refuses a second writer (FV_ERR_GENERIC when another process holds it). */
+FV_INTERNAL int fv__journal_open(struct fv__journal **out, const char *path);
+/* Append `record` (adds "time") as one line and fsync; takes ownership. */
+FV_INTERNAL int fv__journal_append(struct fv__journal *j, json_object *record);
+FV_INTERNAL void fv__journal_close(struct fv__journal *j);
+/* Every complete record of `path` as a JSON array (empty when the file does
+ * not exist); a truncated last line (a crash while writing) is ignored. */
+FV_INTERNAL int fv__journal_read(json_object **records, const char *path);
+
+/* Replace the configuration file `path` with `root`, atomically: the text
+ * is checked as a configuration first, written to a temporary file in the
+ * same directory with the old file's mode (and owner), fsync'd, read back
+ * and compared, renamed into place, and the directory fsync'd. */
+FV_INTERNAL int fv__config_write(const char *path, json_object *root);
+
 #endif

@@ -173,5 +173,6 @@ FV_API int fv_secret_check_reference(const char *reference);
 
 #include <flowvault/graph.h>
 #include <flowvault/flow.h>
+#include <flowvault/lifecycle.h>
 
 #endif /* FLOWVAULT_H */

@@ -12,53 +12,53 @@
 /* Requests are a few kilobytes; refuse anything absurd before reading it all. */
 #define FLOW_INPUT_MAX (16 * 1024 * 1024)
 
-/* The whole of FILE ("-" or NULL for stdin). */
-static int read_input(const struct cli *cli, char **out, size_t *out_len, const char *path)
+/* The whole of FILE ("-" or NULL for stdin), NUL-terminated; NULL after
+ * printing why, with the exit code in *rc. */
+static char *read_input(const struct cli *cli, size_t *out_len, const char *path, int *rc)
 {
-	FILE *f = (!path || strcmp(path, "-") == 0) ? stdin : fopen(path, "rb");
-	size_t len = 0, cap = 8192, n;
-	char *buf;
+	int from_stdin = !path || strcmp(path, "-") == 0;
+	const char *name = from_stdin ? "standard input" : path;
+	FILE *f = from_stdin ? stdin : fopen(path, "rb");
+	size_t len = 0, cap = 8192;
+	char *buf = NULL, *result = NULL;
 
-	if (!f)
-		return cli_failf(cli, EXIT_FAILURE_OTHER, "cannot read '%s': %s", path,
-		                 strerror(errno));
-	buf = malloc(cap + 1);
-	while (buf) {
-		n = fread(buf + len, 1, cap - len, f);
-		len += n;
-		if (len < cap)
+	if (!f) {
+		*rc = cli_failf(cli, EXIT_FAILURE_OTHER, "cannot read '%s': %s", name,
+		                strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		char *grown = realloc(buf, cap + 1);
+
+		if (!grown) {
+			*rc = cli_failf(cli, EXIT_FAILURE_OTHER, "cannot read '%s': out of memory", name);
 			break;
+		}
+		buf = grown;
+		len += fread(buf + len, 1, cap - len, f);
+		if (len < cap) {
+			if (ferror(f)) {
+				*rc = cli_failf(cli, EXIT_FAILURE_OTHER, "cannot read '%s': %s", name,
+				                strerror(errno));
+				break;
+			}
+			buf[len] = '\0';
+			*out_len = len;
+			result = buf;
+			buf = NULL;
+			break;
+		}
 		if (cap >= FLOW_INPUT_MAX) {
-			free(buf);
-			if (f != stdin)
-				fclose(f);
-			return cli_failf(cli, EXIT_USAGE, "'%s' is larger than %d bytes",
-			                 f == stdin ? "standard input" : path, FLOW_INPUT_MAX);
+			*rc = cli_failf(cli, EXIT_USAGE, "'%s' is larger than %d bytes", name,
+			                FLOW_INPUT_MAX);
+			break;
 		}
 		cap *= 2;
-		{
-			char *grown = realloc(buf, cap + 1);
-
-			if (!grown)
-				free(buf);
-			buf = grown;
-		}
 	}
-	if (!buf || ferror(f)) {
-		int err = errno;
-
-		free(buf);
-		if (f != stdin)
-			fclose(f);
-		return cli_failf(cli, EXIT_FAILURE_OTHER, "cannot read '%s': %s",
-		                 path ? path : "standard input", buf ? strerror(err) : "out of memory");
-	}
-	if (f != stdin)
-		fclose(f);
-	buf[len] = '\0';
-	*out = buf;
-	*out_len = len;
-	return EXIT_OK;
+	if (!from_stdin)
+		(void)fclose(f); /* read-only: errors showed in ferror() above */
+	free(buf);
+	return result;
 }
 
 /* Decrypt failures that are the request's fault get their own exit code. */
@@ -78,9 +78,9 @@ static int flow_decrypt(struct cli *cli, fv_key *key, const char *in_path)
 {
 	char *body = NULL, *clear = NULL;
 	size_t body_len = 0, clear_len = 0;
-	int rc;
+	int rc = EXIT_OK;
 
-	if ((rc = read_input(cli, &body, &body_len, in_path)) != EXIT_OK)
+	if (!(body = read_input(cli, &body_len, in_path, &rc)))
 		return rc;
 	if (fv_flow_decrypt_request(&clear, &clear_len, NULL, key, body, body_len) != FV_OK) {
 		rc = fail_decrypt(cli);
@@ -91,8 +91,12 @@ static int flow_decrypt(struct cli *cli, fv_key *key, const char *in_path)
 		json_object_object_add(doc, "request", json_tokener_parse(clear));
 		cli_print_json(doc);
 	} else {
-		fwrite(clear, 1, clear_len, stdout);
-		fputc('\n', stdout);
+		/* The clear request is the command's result: a short write is a failure. */
+		if (fwrite(clear, 1, clear_len, stdout) != clear_len || putchar('\n') == EOF ||
+		    fflush(stdout) != 0)
+			rc = cli_failf(cli, EXIT_FAILURE_OTHER,
+			               "cannot write the clear request to standard output: %s",
+			               strerror(errno));
 	}
 	fv_flow_clear_free(clear, clear_len);
 	free(body);
@@ -106,11 +110,11 @@ static int flow_encrypt(struct cli *cli, fv_key *key, const char *request_path,
 	size_t body_len = 0, clear_len = 0, response_len = 0, sealed_len = 0;
 	fv_flow_session *session = NULL;
 	json_object *parsed = NULL;
-	int rc;
+	int rc = EXIT_OK;
 
-	if ((rc = read_input(cli, &body, &body_len, request_path)) != EXIT_OK)
+	if (!(body = read_input(cli, &body_len, request_path, &rc)))
 		return rc;
-	if ((rc = read_input(cli, &response, &response_len, response_path)) != EXIT_OK)
+	if (!(response = read_input(cli, &response_len, response_path, &rc)))
 		goto out;
 	parsed = json_tokener_parse(response);
 	if (!parsed || strlen(response) != response_len) {

@@ -1,4 +1,5 @@
 /* flowvault: the command-line front end of libflowvault. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,7 +91,7 @@ int main(int argc, char **argv)
 {
 	struct cli cli = { 0 };
 	const struct cli_command *cmd;
-	int want_version = 0, want_help = 0, level;
+	int want_version = 0, want_help = 0, level, rc;
 
 	argc = take_global_options(&cli, argc, argv, &want_version, &want_help);
 	if (argc < 0)
@@ -125,5 +126,11 @@ int main(int argc, char **argv)
 		setenv("TSS2_LOG", "all+NONE", 0);
 	if (cli_wants_help(&cli, argc - 1, argv + 1))
 		return EXIT_OK;
-	return cmd->run(&cli, argc - 1, argv + 1);
+	rc = cmd->run(&cli, argc - 1, argv + 1);
+	/* stdout carries the result (PEM, JSON, Flows body): a full disk or a
+	 * closed descriptor must not pass for success. */
+	if ((fflush(stdout) != 0 || ferror(stdout)) && rc == EXIT_OK)
+		rc = cli_failf(&cli, EXIT_FAILURE_OTHER, "cannot write to standard output: %s",
+		               strerror(errno));
+	return rc;
 }

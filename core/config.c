@@ -319,7 +319,7 @@ static int load_file(fv_context *ctx)
 		                     ctx->config_path);
 	if (rc != FV_OK)
 		return fv__error_restatus(FV_ERR_CONFIG);
-	if ((rc = fv__file_read(&text, &len, ctx->config_path, CONFIG_MAX_BYTES)) != FV_OK)
+	if (fv__file_read(&text, &len, ctx->config_path, CONFIG_MAX_BYTES) != FV_OK)
 		return fv__error_restatus(FV_ERR_CONFIG);
 	rc = parse_text(ctx, text, len);
 	free(text);

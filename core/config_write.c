@@ -92,7 +92,7 @@ int fv__config_write(const char *path, json_object *root)
 	close(fd);
 	fd = -1;
 	/* Read back what reached the file before it replaces the old one. */
-	if ((rc = fv__file_read(&back, &back_len, tmp, len + 1)) != FV_OK ||
+	if (fv__file_read(&back, &back_len, tmp, len + 1) != FV_OK ||
 	    back_len != len || memcmp(back, text, len) != 0) {
 		rc = fv__error_set(FV_ERR_BACKEND,
 			"the temporary configuration '%s' does not read back as written; the "

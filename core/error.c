@@ -5,6 +5,10 @@
 
 #include "internal.h"
 
+/* The analysis-only stand-ins from internal.h; the real functions are here. */
+#undef fv__error_set
+#undef fv__error_nomem
+
 #define FV_ERROR_MESSAGE_MAX 1024
 
 static _Thread_local char error_message[FV_ERROR_MESSAGE_MAX];

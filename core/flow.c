@@ -128,7 +128,7 @@ static int gcm_crypt(int encrypt, unsigned char *out, const unsigned char *in,
 	if (ok && !encrypt)
 		ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, FV_FLOW_TAG_BYTES, tag) == 1;
 	/* For decryption, Final is where the tag is compared (in constant time). */
-	ok = ok && EVP_CipherFinal_ex(c, out + n, &fin) == 1 && (size_t)(n + fin) == in_len;
+	ok = ok && EVP_CipherFinal_ex(c, out + n, &fin) == 1 && (size_t)n + (size_t)fin == in_len;
 	if (ok && encrypt)
 		ok = EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, FV_FLOW_TAG_BYTES, tag) == 1;
 	EVP_CIPHER_CTX_free(c);
@@ -278,7 +278,7 @@ static int decrypt_with_key(char **clear, size_t *clear_len, fv_flow_session **s
 	int rc;
 
 	if (env->aes_key_len > AES_KEY_B64_MAX ||
-	    (rc = b64_decode(&wrapped, &wrapped_len, env->aes_key, env->aes_key_len)) != FV_OK)
+	    b64_decode(&wrapped, &wrapped_len, env->aes_key, env->aes_key_len) != FV_OK)
 		return fv__error_set(FV_ERR_DECRYPT, "encrypted_aes_key is not valid base64");
 	rc = fv_key_decrypt(aes_key, &aes_len, key, wrapped, wrapped_len);
 	OPENSSL_free(wrapped);
@@ -478,7 +478,7 @@ int fv_flow_handler_new(fv_flow_handler **out, const fv_flow_handler_config *cfg
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return fv__error_nomem();
-	h->keys = calloc(cfg->key_count, sizeof(*h->keys));
+	h->keys = calloc(cfg->key_count, sizeof(*h->keys)); // NOLINT(bugprone-sizeof-expression): an array of fv_key pointers
 	h->secrets = calloc(cfg->app_secret_count + 1, sizeof(*h->secrets));
 	if (!h->keys || !h->secrets) {
 		fv_flow_handler_free(h);

@@ -414,7 +414,7 @@ static enum graph_step listing_page(struct graph_job *job, json_object *answer)
 		    json_object_object_get_ex(entry, "id", &v) &&
 		    json_object_is_type(v, json_type_string))
 			id = json_object_get_string(v);
-		if (!valid_graph_id(id))
+		if (!id || !valid_graph_id(id))
 			return graph_job_fail(job, FV_ERR_GRAPH,
 				"WABA %s: page %u of the phone-number list has an entry without a "
 				"numeric \"id\"", l->waba_id, l->pages);
@@ -688,7 +688,7 @@ int fv_graph_check(fv_graph_result **results, fv_graph *g, fv_key *key,
 		}
 	}
 	jobs = calloc(count ? count : 1, sizeof(*jobs));
-	queue = calloc(count ? count : 1, sizeof(*queue));
+	queue = calloc(count ? count : 1, sizeof(*queue)); // NOLINT(bugprone-sizeof-expression): an array of job pointers
 	r = calloc(count ? count : 1, sizeof(*r));
 	if (!jobs || !queue || !r) {
 		rc = fv__error_nomem();

@@ -4,6 +4,7 @@
  * and full jitter, and the X-Business-Use-Case-Usage rate-limit header.
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,8 +184,12 @@ static double full_jitter_seconds(long limit_ms)
 {
 	uint32_t r = 0;
 
-	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
-		r = (uint32_t)rand();
+	/* Jitter needs no secrecy, but one generator is simpler to reason about;
+	 * should it fail, wait half the limit (the mean of full jitter). */
+	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1) {
+		ERR_clear_error();
+		r = UINT32_MAX / 2;
+	}
 	return (double)limit_ms * ((double)r / 4294967295.0) / 1000.0;
 }
 
@@ -384,12 +389,12 @@ static void classify_answer(struct classification *c, long http,
 			append(c->message, sizeof(c->message),
 			       " [fbtrace_id %s: quote it to Meta support]", trace);
 		json_object_put(answer);
-		if (code_is_final(c->code))
-			c->verdict = VERDICT_FAIL;
-		else if (code_is_transient(c->code) || transient || http == 429 || http >= 500)
-			c->verdict = VERDICT_RETRY;
-		else
-			c->verdict = VERDICT_FAIL;
+		/* A final Graph code wins over a retryable HTTP status. */
+		c->verdict = !code_is_final(c->code) &&
+		                     (code_is_transient(c->code) || transient || http == 429 ||
+		                      http >= 500)
+		                     ? VERDICT_RETRY
+		                     : VERDICT_FAIL;
 		return;
 	}
 	json_object_put(answer);

@@ -643,7 +643,7 @@ static int step_prepare(struct fv_rotation *r)
 
 	if ((rc = progress(r, 0, 0, "adding keys.%s to %s", r->new_name, r->config_path)) != FV_OK)
 		return rc;
-	if ((rc = config_update(r, apply_prepare, &serve_changed)) != FV_OK)
+	if (config_update(r, apply_prepare, &serve_changed) != FV_OK)
 		return fv__error_prefix("rotate %s -> %s", r->key, r->new_name);
 	if (serve_changed)
 		set_serve_note(r, "added the new key after the old one");
@@ -984,7 +984,7 @@ static int step_switch(struct fv_rotation *r)
 	                   "switching: key %s becomes current, %s previous", r->new_name,
 	                   r->key)) != FV_OK)
 		return rc;
-	if ((rc = config_update(r, apply_switch, &serve_changed)) != FV_OK)
+	if (config_update(r, apply_switch, &serve_changed) != FV_OK)
 		return fv__error_prefix("rotate %s -> %s: switch", r->key, r->new_name);
 	if (serve_changed)
 		set_serve_note(r, "the new key is now tried first");
@@ -1219,7 +1219,7 @@ static int key_delete(fv_context *cur, const char *name, int check_only)
 	if (!entry)
 		return fv__error_set(FV_ERR_CONFIG, "keys.%s: not in the configuration any more; "
 		                     "cannot delete it in its backend", name);
-	if ((rc = fv__plugin_get(&plugin, cur, entry->provider)) != FV_OK || !plugin)
+	if (fv__plugin_get(&plugin, cur, entry->provider) != FV_OK || !plugin)
 		return fv__error_prefix("keys.%s.provider", name);
 	if (plugin->ops->capabilities & FV_CAP_DELETE)
 		del = FV_PLUGIN_OP(plugin, key_delete);

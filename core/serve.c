@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -52,11 +53,28 @@ struct fv_server {
 	double health_checked;
 	int health_ok;
 	char *health_body;
+	/* Whole-request deadline (see deadline_watch): open connections. */
+	pthread_mutex_t watch_lock;
+	struct conn_watch *watched;
+	pthread_t watchdog;
+	int watchdog_running;
+};
+
+/*
+ * Per connection, for the whole-request deadline: libmicrohttpd's own
+ * timeout is an idle timeout, which a client sending a byte now and then
+ * never reaches, holding a connection slot forever.
+ */
+struct conn_watch {
+	struct conn_watch *next, *prev;
+	int fd;
+	double started;       /* when the current request began to arrive */
+	int answering;        /* the request is in; the answer is being made */
 };
 
 /* Per request, kept by libmicrohttpd in *req_cls. */
 enum route { ROUTE_FLOWS, ROUTE_HEALTHZ, ROUTE_METRICS, ROUTE_NOT_FOUND,
-             ROUTE_BAD_METHOD, ROUTE_TOO_LARGE };
+             ROUTE_BAD_METHOD, ROUTE_TOO_LARGE, ROUTE_BAD_FRAMING };
 
 struct request {
 	enum route route;
@@ -174,7 +192,8 @@ static enum MHD_Result send_reply(fv_server *srv, struct MHD_Connection *conn,
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "POST");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	if (atomic_load(&srv->stopping))
+	/* After ambiguous framing the next request's start is unknown: close. */
+	if (atomic_load(&srv->stopping) || status == MHD_HTTP_BAD_REQUEST)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	ret = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
@@ -270,6 +289,10 @@ static enum MHD_Result answer_simple(fv_server *srv, struct MHD_Connection *conn
 		status = MHD_HTTP_METHOD_NOT_ALLOWED;
 		what = "method-not-allowed";
 		break;
+	case ROUTE_BAD_FRAMING:
+		status = MHD_HTTP_BAD_REQUEST;
+		what = "ambiguous-length";
+		break;
 	case ROUTE_TOO_LARGE:
 		status = MHD_HTTP_CONTENT_TOO_LARGE;
 		what = "body-too-large";
@@ -282,6 +305,120 @@ static enum MHD_Result answer_simple(fv_server *srv, struct MHD_Connection *conn
 	fv__metrics_request(&srv->metrics, (int)status);
 	log_request(srv, conn, req, (int)status, what, NULL);
 	return send_reply(srv, conn, status, NULL, 0, NULL);
+}
+
+/* ---- Whole-request deadline ---- */
+
+static struct conn_watch *conn_watch_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return info ? info->socket_context : NULL;
+}
+
+/* The request is in (answering = 1), or the next one may start (0). */
+static void deadline_set_answering(fv_server *srv, struct MHD_Connection *conn,
+                                   int answering)
+{
+	struct conn_watch *w = conn_watch_of(conn);
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&srv->watch_lock);
+	w->answering = answering;
+	if (!answering)
+		w->started = now_seconds();
+	pthread_mutex_unlock(&srv->watch_lock);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+	fv_server *srv = cls;
+	struct conn_watch *w = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *info =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		if (!info || !(w = calloc(1, sizeof(*w))))
+			return; /* only the idle timeout then */
+		w->fd = info->connect_fd;
+		w->started = now_seconds();
+		pthread_mutex_lock(&srv->watch_lock);
+		w->next = srv->watched;
+		if (w->next)
+			w->next->prev = w;
+		srv->watched = w;
+		pthread_mutex_unlock(&srv->watch_lock);
+		*socket_context = w;
+		return;
+	}
+	/* Closed: called before libmicrohttpd closes the socket, so the fd the
+	 * watchdog may still use under the lock is never a reused one. */
+	if (!w)
+		return;
+	pthread_mutex_lock(&srv->watch_lock);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		srv->watched = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	pthread_mutex_unlock(&srv->watch_lock);
+	free(w);
+	*socket_context = NULL;
+}
+
+/* Shut down connections whose request has not arrived within
+ * serve.request_timeout_s; libmicrohttpd then sees EOF and frees the slot. */
+static void *deadline_watch(void *arg)
+{
+	fv_server *srv = arg;
+
+	while (!atomic_load(&srv->stopping)) {
+		struct timespec pause = { 0, 250 * 1000 * 1000 };
+		double now = now_seconds();
+		struct conn_watch *w;
+
+		pthread_mutex_lock(&srv->watch_lock);
+		for (w = srv->watched; w; w = w->next)
+			if (!w->answering && now - w->started > (double)srv->cfg.request_timeout_s)
+				shutdown(w->fd, SHUT_RDWR);
+		pthread_mutex_unlock(&srv->watch_lock);
+		nanosleep(&pause, NULL);
+	}
+	return NULL;
+}
+
+struct framing {
+	int content_lengths;
+	int transfer_encoding;
+};
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
+                                     const char *key, const char *value)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	(void)value;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+		f->content_lengths++;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+		f->transfer_encoding = 1;
+	return MHD_YES;
+}
+
+/* Two Content-Length headers, or one with Transfer-Encoding: where the body
+ * ends is ambiguous, the shape of request smuggling (RFC 9112, 6.3). */
+static int framing_is_ambiguous(struct MHD_Connection *conn)
+{
+	struct framing f = { 0, 0 };
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, count_framing, &f);
+	return f.content_lengths > 1 || (f.content_lengths && f.transfer_encoding);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
@@ -303,7 +440,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		*req_cls = req;
 		atomic_fetch_add(&srv->active, 1);
 		atomic_fetch_add(&srv->metrics.in_flight, 1);
-		if (strcmp(url, srv->cfg.path) == 0) {
+		if (framing_is_ambiguous(conn)) {
+			req->route = ROUTE_BAD_FRAMING;
+		} else if (strcmp(url, srv->cfg.path) == 0) {
 			req->route = strcmp(method, MHD_HTTP_METHOD_POST) == 0 ? ROUTE_FLOWS
 			                                                        : ROUTE_BAD_METHOD;
 			length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -320,8 +459,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		} else {
 			req->route = ROUTE_NOT_FOUND;
 		}
-		if (req->route != ROUTE_FLOWS)
+		if (req->route != ROUTE_FLOWS) {
+			deadline_set_answering(srv, conn, 1);
 			return answer_simple(srv, conn, req);
+		}
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -329,6 +470,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 
 		if (req->route != ROUTE_FLOWS)
 			return MHD_NO;
+		if (now_seconds() - req->started > (double)srv->cfg.request_timeout_s) {
+			fv__log(FV_LOG_INFO, "serve: body not received within serve.request_timeout_s "
+			        "(%u s); closing the connection", srv->cfg.request_timeout_s);
+			return MHD_NO;
+		}
 		if (n > srv->cfg.max_body_bytes - req->len) {
 			/* A chunked body grew past the limit: drop the connection. */
 			fv__log(FV_LOG_INFO, "serve: body larger than serve.max_body_bytes (%zu); "
@@ -354,8 +500,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
-	if (req->route == ROUTE_FLOWS)
+	if (req->route == ROUTE_FLOWS) {
+		deadline_set_answering(srv, conn, 1);
 		return answer_flows(srv, conn, req);
+	}
 	return MHD_YES; /* already answered */
 }
 
@@ -365,8 +513,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	fv_server *srv = cls;
 	struct request *req = *req_cls;
 
-	(void)conn;
 	(void)code;
+	/* A keep-alive connection's next request starts arriving now. */
+	deadline_set_answering(srv, conn, 0);
 	if (!req)
 		return;
 	free(req->body);
@@ -429,6 +578,7 @@ int fv_server_new(fv_server **out, fv_context *ctx)
 		return fv__error_nomem();
 	srv->ctx = ctx;
 	pthread_mutex_init(&srv->health_lock, NULL);
+	pthread_mutex_init(&srv->watch_lock, NULL);
 	if ((rc = fv__serve_config_parse(&srv->cfg, ctx->serve, "serve", ctx)) != FV_OK)
 		goto fail;
 
@@ -445,7 +595,7 @@ int fv_server_new(fv_server **out, fv_context *ctx)
 			goto fail;
 	}
 
-	srv->keys = calloc(srv->cfg.key_count, sizeof(*srv->keys));
+	srv->keys = calloc(srv->cfg.key_count, sizeof(*srv->keys)); // NOLINT(bugprone-sizeof-expression): an array of fv_key pointers
 	if (!srv->keys) {
 		rc = fv__error_nomem();
 		goto fail;
@@ -496,7 +646,8 @@ int fv_server_new(fv_server **out, fv_context *ctx)
 	hc.upstream_arg = srv->upstream;
 	rc = fv_flow_handler_new(&srv->handler, &hc);
 fail_secrets:
-	for (i = 0; secrets && i < srv->cfg.app_secret_count; i++)
+	/* Either array may be missing when its calloc failed (nothing resolved yet). */
+	for (i = 0; secrets && secret_lens && i < srv->cfg.app_secret_count; i++)
 		fv_secret_free(secrets[i], secret_lens[i]);
 	free(secrets);
 	free(secret_lens);
@@ -559,6 +710,7 @@ int fv_server_start(fv_server *srv)
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->cfg.max_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->cfg.request_timeout_s,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
 		srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
 		MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key,
@@ -574,6 +726,11 @@ int fv_server_start(fv_server *srv)
 		free(srv->tls_key);
 		srv->tls_key = NULL;
 	}
+	if (pthread_create(&srv->watchdog, NULL, deadline_watch, srv) == 0)
+		srv->watchdog_running = 1;
+	else
+		fv__log(FV_LOG_WARNING, "serve: cannot start the request deadline thread; "
+		        "only the idle timeout (serve.request_timeout_s) applies");
 	info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	srv->port = info ? info->port : srv->cfg.port;
 	fv__log(FV_LOG_INFO, "serve: answering Flows requests on %s://%s%s%s:%u%s with %zu key%s "
@@ -611,6 +768,10 @@ int fv_server_shutdown(fv_server *srv)
 	if (atomic_load(&srv->active) > 0)
 		fv__log(FV_LOG_WARNING, "serve: %d request(s) still running at shutdown",
 		        atomic_load(&srv->active));
+	if (srv->watchdog_running) {
+		pthread_join(srv->watchdog, NULL);
+		srv->watchdog_running = 0;
+	}
 	MHD_stop_daemon(srv->daemon);
 	srv->daemon = NULL;
 	fv__log(FV_LOG_INFO, "serve: stopped");
@@ -639,6 +800,7 @@ void fv_server_free(fv_server *srv)
 	}
 	free(srv->health_body);
 	pthread_mutex_destroy(&srv->health_lock);
+	pthread_mutex_destroy(&srv->watch_lock);
 	fv__serve_config_clear(&srv->cfg);
 	free(srv);
 }

@@ -184,7 +184,7 @@ static double raw_phase(struct bench *b)
 	if (pf) {
 		if (!fgets(pin, sizeof(pin), pf))
 			pin[0] = '\0';
-		fclose(pf);
+		(void)fclose(pf); /* read-only: nothing to lose on close */
 	}
 	pin[strcspn(pin, "\r\n")] = '\0';
 	{
@@ -228,6 +228,8 @@ int main(int argc, char **argv)
 {
 	struct bench b;
 	double raw = 0, fv = 0, r;
+	char *end;
+	long threads;
 	FILE *f;
 	int round;
 
@@ -244,15 +246,29 @@ int main(int argc, char **argv)
 	b.label = argv[7];
 	b.pinfile = argv[8];
 	b.token_oaep = strcmp(argv[9], "token") == 0;
-	b.seconds = atof(argv[10]);
-	b.threads = atoi(argv[11]);
-	if (b.threads < 1 || b.threads > 16 || b.seconds <= 0)
+	b.seconds = strtod(argv[10], &end);
+	if (end == argv[10] || *end || !(b.seconds > 0)) {
+		fprintf(stderr, "p11-bench: SECONDS must be a positive number, not '%s'\n", argv[10]);
 		return 2;
+	}
+	threads = strtol(argv[11], &end, 10);
+	if (end == argv[11] || *end || threads < 1 || threads > 16) {
+		fprintf(stderr, "p11-bench: THREADS must be 1..16, not '%s'\n", argv[11]);
+		return 2;
+	}
+	b.threads = (int)threads;
 	f = fopen(argv[3], "rb");
-	if (!f)
+	if (!f) {
+		perror(argv[3]);
 		return 1;
+	}
 	b.cipher_len = fread(b.cipher, 1, sizeof(b.cipher), f);
-	fclose(f);
+	if (ferror(f) || b.cipher_len == 0) {
+		fprintf(stderr, "p11-bench: cannot read a ciphertext from %s\n", argv[3]);
+		(void)fclose(f);
+		return 1;
+	}
+	(void)fclose(f); /* read-only: nothing to lose on close */
 
 	for (round = 0; round < 2; round++) {
 		r = raw_phase(&b);

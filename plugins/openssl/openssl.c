@@ -175,7 +175,7 @@ static int load_providers(fv_instance *inst, const char *const *names,
 	size_t i, j;
 
 	inst->libctx = OSSL_LIB_CTX_new();
-	inst->providers = calloc(count + 1, sizeof(*inst->providers));
+	inst->providers = calloc(count + 1, sizeof(*inst->providers)); // NOLINT(bugprone-sizeof-expression): an array of provider pointers
 	if (!inst->libctx || !inst->providers)
 		return nomem(inst->location);
 	ERR_clear_error();

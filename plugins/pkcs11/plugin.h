@@ -35,7 +35,16 @@
 /* The host's services, set by the entry point. */
 extern const fv_host *p11_host;
 
+#ifdef __clang_analyzer__
+/* The analyzer cannot see through the host's function pointer that error()
+ * returns its non-zero status, and would follow `return P11_ERROR(...)` as
+ * a success; state the contract for it. */
+#define P11_ERROR(status, ...) \
+	__extension__({ int p11_status_ = (status); \
+	                (void)p11_host->error(p11_status_, __VA_ARGS__); p11_status_; })
+#else
 #define P11_ERROR(status, ...) (p11_host->error((status), __VA_ARGS__))
+#endif
 #define P11_LOG(level, ...) (p11_host->log((level), __VA_ARGS__))
 
 /* ---- ckr.c ---- */

@@ -157,7 +157,8 @@ static int decrypt_matches(fv_key *key, const unsigned char *in, size_t in_len,
 	return 0;
 }
 
-/* Freed at exit whichever way main returns, so leak checkers see no leak. */
+/* Freed at exit whichever way main returns, so leak checkers see no leak
+ * (inputs read before the key opens are freed at exit too). */
 static fv_context *ctx;
 static fv_key *key;
 static unsigned char *in, *expected;
@@ -175,7 +176,6 @@ int main(int argc, char **argv)
 	size_t in_len, expected_len = 0;
 	int rc;
 
-	atexit(release);
 
 	if (argc < 5) {
 		fprintf(stderr, "usage: %s decrypt|threads|fork CONFIG KEY CIPHERTEXT ...\n", argv[0]);
@@ -196,7 +196,11 @@ int main(int argc, char **argv)
 		fv_log_set(log_line, NULL, FV_LOG_DEBUG);
 	if (fv_context_open(&ctx, argv[2], 0) != FV_OK)
 		return fail("open configuration");
-	if (fv_key_open(&key, ctx, argv[3]) != FV_OK)
+	rc = fv_key_open(&key, ctx, argv[3]);
+	/* After the module's C_Initialize registered its own exit handler, so
+	 * that ours (which closes sessions) runs before the module tears down. */
+	atexit(release);
+	if (rc != FV_OK)
 		return fail("open key");
 
 	if (strcmp(argv[1], "decrypt") == 0) {

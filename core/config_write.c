@@ -16,21 +16,6 @@
 
 #include "internal.h"
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int fv__config_write(const char *path, json_object *root)
 {
 	char dir_buf[PATH_MAX], base_buf[PATH_MAX], tmp[PATH_MAX + 16] = "";
@@ -83,7 +68,7 @@ int fv__config_write(const char *path, json_object *root)
 	if (fchmod(fd, st.st_mode & 07777) != 0 ||
 	    (geteuid() == 0 && (st.st_uid != 0 || st.st_gid != 0) &&
 	     fchown(fd, st.st_uid, st.st_gid) != 0) ||
-	    write_all(fd, text, len) != 0 || fsync(fd) != 0) {
+	    fv__write_all(fd, text, len) != 0 || fsync(fd) != 0) {
 		err = errno;
 		rc = fv__error_set(FV_ERR_BACKEND, "cannot write '%s': %s; the configuration is "
 		                   "unchanged", tmp, strerror(err));
@@ -106,9 +91,7 @@ int fv__config_write(const char *path, json_object *root)
 		goto out;
 	}
 	tmp[0] = '\0';
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) != 0)
-		fv__log(FV_LOG_WARNING, "could not sync directory '%s': %s", dir, strerror(errno));
+	fv__sync_dir(dir);
 	rc = FV_OK;
 out:
 	if (fd >= 0)

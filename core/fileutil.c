@@ -11,20 +11,22 @@
 
 #include "internal.h"
 
-static int fsync_dir(const char *dir)
+void fv__sync_dir(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc;
 
-	if (fd < 0)
-		return -1;
-	rc = fsync(fd);
-	close(fd);
-	return rc;
+	/* The data is safe already; only a crash could lose the new name. */
+	if (fd < 0 || fsync(fd) != 0)
+		fv__log(FV_LOG_WARNING, "could not sync directory '%s': %s", dir,
+		        strerror(errno));
+	if (fd >= 0)
+		close(fd);
 }
 
-static int write_all(int fd, const unsigned char *p, size_t len)
+int fv__write_all(int fd, const void *data, size_t len)
 {
+	const unsigned char *p = data;
+
 	while (len > 0) {
 		ssize_t n = write(fd, p, len);
 		if (n < 0) {
@@ -64,7 +66,7 @@ int fv__file_create(const char *path, const void *data, size_t len,
 			"cannot create a file in '%s': %s (check that the directory exists and is writable)",
 			dir, strerror(err));
 	}
-	if (fchmod(fd, mode & 07777) != 0 || write_all(fd, data, len) != 0 ||
+	if (fchmod(fd, mode & 07777) != 0 || fv__write_all(fd, data, len) != 0 ||
 	    fsync(fd) != 0) {
 		err = errno;
 		close(fd);
@@ -90,9 +92,7 @@ int fv__file_create(const char *path, const void *data, size_t len,
 		                     path, strerror(err));
 	}
 	unlink(tmp);
-	if (fsync_dir(dir) != 0)
-		fv__log(FV_LOG_WARNING, "could not sync directory '%s': %s", dir,
-		        strerror(errno));
+	fv__sync_dir(dir);
 	return FV_OK;
 }
 

@@ -59,6 +59,10 @@ FV_INTERNAL int fv__file_create(const char *path, const void *data,
  * someone other than root or the current user. `what` names the file in the
  * message ("plugin", "configuration file"). */
 FV_INTERNAL int fv__path_check_safe(const char *path, const char *what);
+/* write(2) until all of `data` is written; 0, or -1 with errno set. */
+FV_INTERNAL int fv__write_all(int fd, const void *data, size_t len);
+/* fsync a directory after a name in it changed (logs a warning on failure). */
+FV_INTERNAL void fv__sync_dir(const char *dir);
 /* Read a whole file (at most max_len bytes) into a NUL-terminated buffer. */
 FV_INTERNAL int fv__file_read(char **out, size_t *out_len, const char *path,
                               size_t max_len);

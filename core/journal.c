@@ -28,31 +28,9 @@ struct fv__journal {
 static void sync_parent_dir(const char *path)
 {
 	char buf[PATH_MAX];
-	int fd;
 
 	snprintf(buf, sizeof(buf), "%s", path);
-	fd = open(dirname(buf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (fsync(fd) != 0)
-			fv__log(FV_LOG_WARNING, "could not sync the directory of '%s': %s", path,
-			        strerror(errno));
-		close(fd);
-	}
-}
-
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
+	fv__sync_dir(dirname(buf));
 }
 
 int fv__journal_open(struct fv__journal **out, const char *path)
@@ -99,7 +77,7 @@ int fv__journal_open(struct fv__journal **out, const char *path)
 				last = '\n';
 			close(rfd);
 		}
-		if (last != '\n' && (write_all(j->fd, "\n", 1) != 0 || fsync(j->fd) != 0)) {
+		if (last != '\n' && (fv__write_all(j->fd, "\n", 1) != 0 || fsync(j->fd) != 0)) {
 			err = errno;
 			fv__journal_close(j);
 			return fv__error_set(FV_ERR_BACKEND, "cannot write the rotation journal '%s': %s",
@@ -133,7 +111,7 @@ int fv__journal_append(struct fv__journal *j, json_object *record)
 	line[len++] = '\n';
 	/* One write: with O_APPEND the line lands whole or, after a crash, torn
 	 * at the end where the reader ignores it. */
-	if (write_all(j->fd, line, len) != 0 || fsync(j->fd) != 0) {
+	if (fv__write_all(j->fd, line, len) != 0 || fsync(j->fd) != 0) {
 		err = errno;
 		rc = fv__error_set(FV_ERR_BACKEND,
 			"cannot write the rotation journal '%s': %s; nothing after the last recorded "

@@ -711,9 +711,4 @@ static int openssl_entry(uint32_t host_abi_version, const fv_host *host,
 	return FV_OK;
 }
 
-/* FV_PROVIDER_DEFINE_ENTRY defines the entry point without declaring it
- * first; the declaration keeps -Wmissing-prototypes quiet. */
-FV_PROVIDER_EXPORT int flowvault_provider_entry(uint32_t host_abi_version,
-                                                const fv_host *host,
-                                                const fv_provider **out);
 FV_PROVIDER_DEFINE_ENTRY(openssl_entry)

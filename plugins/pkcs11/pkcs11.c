@@ -254,8 +254,4 @@ static int pkcs11_entry(uint32_t host_abi_version, const fv_host *host,
 	return FV_OK;
 }
 
-/* Declared here because the macro below defines it without a prototype. */
-FV_PROVIDER_EXPORT int flowvault_provider_entry(uint32_t host_abi_version,
-                                                const fv_host *host,
-                                                const fv_provider **out);
 FV_PROVIDER_DEFINE_ENTRY(pkcs11_entry)

@@ -318,8 +318,4 @@ static int tpm2_entry(uint32_t host_abi_version, const fv_host *host,
 	return FV_OK;
 }
 
-/* Declared here because the macro below defines it without a prototype. */
-FV_PROVIDER_EXPORT int flowvault_provider_entry(uint32_t host_abi_version,
-                                                const fv_host *host,
-                                                const fv_provider **out);
 FV_PROVIDER_DEFINE_ENTRY(tpm2_entry)

@@ -114,10 +114,12 @@ pass "table mode prints each failed number's message"
 
 # -- Stalls longer than the timeout: retried, then given up. -------------------
 sim_reset
-write_config '["111"]' '"timeout_seconds": 0.5, "max_retries": 1'
+# The timeout leaves room for a slow machine (sanitizer builds); the stall is
+# well past it.
+write_config '["111"]' '"timeout_seconds": 2, "max_retries": 1'
 sim_config '{"faults": [
- {"phone": "601", "method": "GET", "times": 1, "fault": {"type": "stall", "seconds": 2}},
- {"phone": "602", "method": "POST", "times": 5, "fault": {"type": "stall", "seconds": 2}}
+ {"phone": "601", "method": "GET", "times": 1, "fault": {"type": "stall", "seconds": 5}},
+ {"phone": "602", "method": "POST", "times": 5, "fault": {"type": "stall", "seconds": 5}}
 ]}'
 run "$FV" --json register flows --phone 601 --phone 602
 expect_rc 4 "stalls"

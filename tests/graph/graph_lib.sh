@@ -97,7 +97,7 @@ write_config() {
     "base_url": "$SIM_URL",
     "access_token": "env:WHATSAPP_ACCESS_TOKEN",
     "ca_file": "tls/ca.pem",
-    "timeout_seconds": 5,
+    "timeout_seconds": 20,
     "retry_base_ms": 5,
     "max_retries": 3,
     "max_wait_seconds": 10${graph_extra:+, $graph_extra}

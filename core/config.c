@@ -266,6 +266,18 @@ static int find_config(char **out, const char *explicit_path, char *looked,
 	return FV_ERR_NOT_FOUND;
 }
 
+/* True when the `len` bytes at `p` are all white space (bounded: the text
+ * need not be NUL-terminated). */
+static int only_space(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+			return 0;
+	return 1;
+}
+
 /* Parse the JSON text of a configuration into ctx->root. */
 static int parse_text(fv_context *ctx, const char *text, size_t len)
 {
@@ -285,8 +297,8 @@ static int parse_text(fv_context *ctx, const char *text, size_t len)
 	jerr = json_tokener_get_error(tok);
 	offset = json_tokener_get_parse_end(tok);
 	/* Trailing white space after the document is fine; anything else is not. */
-	if (ctx->root && jerr == json_tokener_success &&
-	    (offset >= len || strspn(text + offset, " \t\r\n") == len - offset)) {
+	if (ctx->root && jerr == json_tokener_success && offset <= len &&
+	    only_space(text + offset, len - offset)) {
 		json_tokener_free(tok);
 		return FV_OK;
 	}

@@ -348,6 +348,7 @@ static const fv_provider skeleton_provider = {
  *     without calling into it;
  *   - a newer minor host is fine: we only use members we know, and
  *     struct_size tells which of them it has.
+ * fv_provider_host_check() in provider.h applies exactly these rules.
  * Do nothing else here: the host may run the entry point once more in a
  * short-lived child process to vet the plugin, so opening devices, starting
  * threads or touching the store belongs in instance_open.
@@ -355,14 +356,8 @@ static const fv_provider skeleton_provider = {
 static int skeleton_entry(uint32_t host_abi_version, const fv_host *h,
                           const fv_provider **out)
 {
-	if (!h || h->struct_size < FV_HOST_MIN_SIZE)
+	if (fv_provider_host_check(host_abi_version, h) != FV_OK)
 		return FV_ERR_PLUGIN;
-	if (FV_PROVIDER_ABI_MAJOR_OF(host_abi_version) != FV_PROVIDER_ABI_MAJOR)
-		return h->error(FV_ERR_PLUGIN,
-		                "skeleton %s was built for provider ABI %d.x, the host has "
-		                "%u.x; rebuild the plugin against this flowvault's SDK",
-		                SKELETON_VERSION, FV_PROVIDER_ABI_MAJOR,
-		                (unsigned)FV_PROVIDER_ABI_MAJOR_OF(host_abi_version));
 	svc = h;
 	*out = &skeleton_provider;
 	return FV_OK;

@@ -307,6 +307,23 @@ typedef int (*fv_provider_entry_fn)(uint32_t host_abi_version,
                                     const fv_host *host,
                                     const fv_provider **out);
 
+/*
+ * The versioning rules as a plugin's entry point applies them: FV_OK when
+ * the host speaks this major version and its table holds the 1.0 members,
+ * else FV_ERR_PLUGIN. Nothing is reported through the host table then: with
+ * another major version its layout is unknown.
+ */
+static inline int fv_provider_host_check(uint32_t host_abi_version,
+                                         const fv_host *host)
+{
+	if (!host ||
+	    FV_PROVIDER_ABI_MAJOR_OF(host_abi_version) != FV_PROVIDER_ABI_MAJOR ||
+	    FV_PROVIDER_ABI_MAJOR_OF(host->abi_version) != FV_PROVIDER_ABI_MAJOR ||
+	    host->struct_size < FV_HOST_MIN_SIZE)
+		return FV_ERR_PLUGIN;
+	return FV_OK;
+}
+
 #if defined(__GNUC__) || defined(__clang__)
 #define FV_PROVIDER_EXPORT __attribute__((visibility("default")))
 #else

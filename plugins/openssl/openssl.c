@@ -699,13 +699,8 @@ static const fv_provider openssl_provider = {
 static int openssl_entry(uint32_t host_abi_version, const fv_host *host,
                          const fv_provider **out)
 {
-	if (!host || host->struct_size < FV_HOST_MIN_SIZE)
+	if (fv_provider_host_check(host_abi_version, host) != FV_OK)
 		return FV_ERR_PLUGIN;
-	if (FV_PROVIDER_ABI_MAJOR_OF(host_abi_version) != FV_PROVIDER_ABI_MAJOR)
-		return host->error(FV_ERR_PLUGIN,
-			"openssl plugin: built for ABI major %d, the host speaks %u",
-			FV_PROVIDER_ABI_MAJOR,
-			(unsigned)FV_PROVIDER_ABI_MAJOR_OF(host_abi_version));
 	ossl_host = host;
 	*out = &openssl_provider;
 	return FV_OK;

@@ -765,20 +765,8 @@ static const fv_provider pem_provider = {
 static int pem_entry(uint32_t host_abi_version, const fv_host *h,
                      const fv_provider **out)
 {
-	if (!h || !out)
+	if (fv_provider_host_check(host_abi_version, h) != FV_OK)
 		return FV_ERR_PLUGIN;
-	if (FV_PROVIDER_ABI_MAJOR_OF(host_abi_version) != FV_PROVIDER_ABI_MAJOR ||
-	    FV_PROVIDER_ABI_MAJOR_OF(h->abi_version) != FV_PROVIDER_ABI_MAJOR) {
-		/* Another major: the host table's layout is unknown, touch nothing. */
-		return FV_ERR_PLUGIN;
-	}
-	if (h->struct_size < FV_HOST_MIN_SIZE) {
-		if (h->struct_size >= offsetof(fv_host, error) + sizeof(h->error) && h->error)
-			h->error(FV_ERR_PLUGIN,
-				"pem plugin: host services table is %u bytes, at least %zu needed",
-				(unsigned)h->struct_size, (size_t)FV_HOST_MIN_SIZE);
-		return FV_ERR_PLUGIN;
-	}
 	pem_host = h;
 	*out = &pem_provider;
 	return FV_OK;

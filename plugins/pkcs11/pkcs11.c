@@ -242,13 +242,8 @@ static const fv_provider provider = {
 static int pkcs11_entry(uint32_t host_abi_version, const fv_host *host,
                         const fv_provider **out)
 {
-	if (!host || host->struct_size < FV_HOST_MIN_SIZE)
+	if (fv_provider_host_check(host_abi_version, host) != FV_OK)
 		return FV_ERR_PLUGIN;
-	if (FV_PROVIDER_ABI_MAJOR_OF(host_abi_version) != FV_PROVIDER_ABI_MAJOR)
-		return host->error(FV_ERR_PLUGIN,
-			"pkcs11 plugin: host ABI %u.%u is not supported (plugin built for %u.x)",
-			(unsigned int)(host_abi_version >> 16),
-			(unsigned int)(host_abi_version & 0xffff), FV_PROVIDER_ABI_MAJOR);
 	p11_host = host;
 	*out = &provider;
 	return FV_OK;

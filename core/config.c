@@ -19,7 +19,7 @@ static const char *const top_level_fields[] = {
 	"plugin_path", "keys", "graph", "serve", NULL
 };
 static const char *const host_key_fields[] = {
-	"provider", "phone_numbers", "waba_id", NULL
+	"provider", "phone_numbers", "waba_id", "require_non_extractable", NULL
 };
 
 static int in_list(const char *const *list, const char *name)
@@ -169,6 +169,13 @@ static int parse_key(struct fv_key_entry *key, const char *name, json_object *ob
 			                     field_where, s);
 		if (!(key->waba_id = strdup(s)))
 			return fv__error_nomem();
+	}
+	key->require_non_extractable = 1;
+	if (json_object_object_get_ex(obj, "require_non_extractable", &v)) {
+		snprintf(field_where, sizeof(field_where), "%s.require_non_extractable", where);
+		if ((rc = expect_type(v, json_type_boolean, field_where)) != FV_OK)
+			return rc;
+		key->require_non_extractable = json_object_get_boolean(v) ? 1 : 0;
 	}
 	return FV_OK;
 }
@@ -588,7 +595,8 @@ int fv__config_view_new(struct fv_config **out, const fv_context *ctx,
 		return fv__error_nomem();
 	}
 
-	used = (size_t)snprintf(known, sizeof(known), "provider, phone_numbers, waba_id");
+	used = (size_t)snprintf(known, sizeof(known),
+	                        "provider, phone_numbers, waba_id, require_non_extractable");
 	for (i = 0; i < cfg->field_count && used < sizeof(known); i++)
 		used += (size_t)snprintf(known + used, sizeof(known) - used, ", %s",
 		                         fields[i].name);

@@ -148,6 +148,91 @@ int fv__path_check_safe(const char *path, const char *what)
 	return FV_OK;
 }
 
+/* Check each directory above `path` (absolute), lexically as written: the
+ * directories a name is looked up in. */
+static int check_parents(const char *path, const char *what, const char *subject)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+	char *slash;
+	int rc;
+
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		return fv__error_set(FV_ERR_PERMISSION, "%s '%s': path too long", what, subject);
+	while ((slash = strrchr(dir, '/')) != NULL) {
+		if (slash == dir)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(dir, &st) != 0)
+			return fv__error_set(FV_ERR_PERMISSION, "%s '%s': %s: %s", what, subject,
+			                     dir, strerror(errno));
+		if ((rc = check_one(dir, &st, what, subject)) != FV_OK)
+			return rc;
+		if (strcmp(dir, "/") == 0)
+			break;
+	}
+	return FV_OK;
+}
+
+int fv__file_open_checked(const char *path, const char *what, int *fd_out)
+{
+	char given[PATH_MAX], resolved[PATH_MAX], proc[FV_HOST_FD_PATH_MAX];
+	struct stat st;
+	ssize_t n;
+	int fd, rc, err;
+
+	if (!fd_out || !path || !*path || !what)
+		return fv__error_set(FV_ERR_USAGE, "file_open_checked: missing argument");
+	*fd_out = -1;
+	/* Non-blocking: a FIFO put in its place must not hang the process. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		err = errno;
+		return fv__error_set(err == ENOENT ? FV_ERR_NOT_FOUND : FV_ERR_PERMISSION,
+		                     "%s '%s': %s", what, path, strerror(err));
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return fv__error_set(FV_ERR_PERMISSION,
+			"%s '%s': not a regular file; point the configuration at the file itself",
+			what, path);
+	}
+	if ((rc = check_one(path, &st, what, path)) != FV_OK)
+		goto fail;
+	/* The directories of the name as given... */
+	if (path[0] == '/') {
+		snprintf(given, sizeof(given), "%s", path);
+	} else {
+		if (!getcwd(given, sizeof(given)) ||
+		    strlen(given) + 1 + strlen(path) >= sizeof(given)) {
+			rc = fv__error_set(FV_ERR_PERMISSION, "%s '%s': cannot make the path absolute",
+			                   what, path);
+			goto fail;
+		}
+		strcat(given, "/");
+		strcat(given, path);
+	}
+	if ((rc = check_parents(given, what, path)) != FV_OK)
+		goto fail;
+	/* ...and of the file actually opened, wherever links led. */
+	fv_host_fd_path(proc, fd);
+	n = readlink(proc, resolved, sizeof(resolved) - 1);
+	if (n <= 0) {
+		rc = fv__error_set(FV_ERR_PERMISSION,
+			"%s '%s': cannot tell where the opened file is (is /proc mounted?)", what, path);
+		goto fail;
+	}
+	resolved[n] = '\0';
+	if ((rc = check_parents(resolved, what, path)) != FV_OK)
+		goto fail;
+	*fd_out = fd;
+	return FV_OK;
+fail:
+	close(fd);
+	return rc;
+}
+
 int fv__file_read(char **out, size_t *out_len, const char *path, size_t max_len)
 {
 	struct stat st;

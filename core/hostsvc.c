@@ -152,6 +152,9 @@ static const fv_host host_services = {
 	.secret_resolve = host_secret_resolve,
 	.secret_free = fv_secret_free,
 	.file_create = fv__file_create,
+	.file_open_checked = fv__file_open_checked,
+	.secure_alloc = fv__secure_alloc,
+	.secure_free = fv__secure_free,
 };
 
 const fv_host *fv__host_services(void)

@@ -59,6 +59,9 @@ FV_INTERNAL int fv__file_create(const char *path, const void *data,
  * someone other than root or the current user. `what` names the file in the
  * message ("plugin", "configuration file"). */
 FV_INTERNAL int fv__path_check_safe(const char *path, const char *what);
+/* Open `path` for loading as code and check it through the descriptor (see
+ * fv_host.file_open_checked); *fd is O_RDONLY | O_CLOEXEC. */
+FV_INTERNAL int fv__file_open_checked(const char *path, const char *what, int *fd);
 /* write(2) until all of `data` is written; 0, or -1 with errno set. */
 FV_INTERNAL int fv__write_all(int fd, const void *data, size_t len);
 /* fsync a directory after a name in it changed (logs a warning on failure). */
@@ -91,6 +94,7 @@ struct fv_key_entry {
 	char **phone_numbers;
 	size_t phone_count;
 	char *waba_id;
+	int require_non_extractable;     /* default 1 */
 };
 
 /* `path` made absolute against the configuration file's directory (a copy
@@ -153,6 +157,15 @@ struct fv_context {
 
 /* ---- secret.c ---- */
 FV_INTERNAL int fv__secret_check_field(const char *value, const char *where);
+
+/* ---- secmem.c ---- */
+
+/* Set up the secure heap once (idempotent); 1 locked, 2 not locked but not
+ * dumped, 0 unavailable. */
+FV_INTERNAL int fv__secure_heap_ready(void);
+/* Zeroed memory on the secure heap; fv__secure_free wipes it. */
+FV_INTERNAL void *fv__secure_alloc(size_t len);
+FV_INTERNAL void fv__secure_free(void *ptr, size_t len);
 
 /* ---- hostsvc.c ---- */
 FV_INTERNAL const fv_host *fv__host_services(void);

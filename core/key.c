@@ -2,6 +2,7 @@
  * Keys: a configured entry opened through its provider plugin. Public-key
  * encodings and fingerprints are computed here, once, for every plugin.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,9 +15,17 @@
 /* Generous for RSA-2048 (294 bytes) and anything a plugin might return. */
 #define SPKI_DER_MAX 4096
 
+/* Warnings a key can carry: at most one per entry of key_warning_table. */
+#define KEY_WARNINGS_MAX 10
+
 struct fv_key {
 	char *name;
 	char *provider;
+	int require_non_extractable;
+	fv_key_description desc;          /* from key_describe, when offered */
+	char info[512];                   /* from key_info, when offered */
+	fv_key_warning warnings[KEY_WARNINGS_MAX];
+	fv_key_details details;
 	const struct fv_plugin *plugin;
 	struct fv_config *cfg;
 	fv_instance *instance;
@@ -80,6 +89,131 @@ static int plugin_failed(int rc, const char *name, const char *provider,
 	return rc;
 }
 
+/*
+ * Properties that weaken a key, and whether require_non_extractable refuses
+ * them. A property counts only when the plugin says it determined it.
+ */
+static const struct key_warning_rule {
+	uint32_t prop;
+	int when_set;        /* warn when the property holds (1) or fails (0) */
+	int refused;
+	const char *name;
+	const char *message;
+} key_warning_table[] = {
+	{ FV_KEY_PROP_EXTRACTABLE, 1, 1, "extractable",
+	  "the key can be exported from its store (CKA_EXTRACTABLE is true)" },
+	{ FV_KEY_PROP_SENSITIVE, 0, 1, "not-sensitive",
+	  "the key's private parts can be read from its store (CKA_SENSITIVE is false)" },
+	{ FV_KEY_PROP_ALWAYS_SENSITIVE, 0, 1, "not-always-sensitive",
+	  "the key was readable at some point (CKA_ALWAYS_SENSITIVE is false): a copy may exist outside the store" },
+	{ FV_KEY_PROP_NEVER_EXTRACTABLE, 0, 1, "was-extractable",
+	  "the key was extractable at some point (CKA_NEVER_EXTRACTABLE is false): it may have been imported or exported" },
+	{ FV_KEY_PROP_FIXED_TPM, 0, 1, "not-fixed-tpm",
+	  "the TPM key can be duplicated to another TPM (fixedTPM is clear)" },
+	{ FV_KEY_PROP_FIXED_PARENT, 0, 1, "not-fixed-parent",
+	  "the TPM key can be duplicated under another parent (fixedParent is clear)" },
+	{ FV_KEY_PROP_GENERATED_INSIDE, 0, 0, "imported",
+	  "the key was not generated inside its store" },
+	{ FV_KEY_PROP_CAN_SIGN, 1, 0, "can-sign",
+	  "the key can also sign: it should be used for decryption only" },
+	{ FV_KEY_PROP_CAN_UNWRAP, 1, 0, "can-unwrap",
+	  "the key can also unwrap other keys: it should be used for decryption only" },
+};
+
+/* Modulus size from the SPKI, for plugins that do not say. */
+static unsigned int spki_bits(const unsigned char *der, size_t len)
+{
+	const unsigned char *p = der;
+	EVP_PKEY *pub = d2i_PUBKEY(NULL, &p, (long)len);
+	int bits = pub ? EVP_PKEY_get_bits(pub) : 0;
+
+	EVP_PKEY_free(pub);
+	return bits > 0 ? (unsigned int)bits : 0;
+}
+
+static int key_details_fill(fv_key *key)
+{
+	int (*describe)(fv_pkey *, fv_key_description *);
+	int (*info)(fv_pkey *, char *, size_t);
+	fv_key_details *d = &key->details;
+	size_t i;
+	int rc;
+
+	memset(&key->desc, 0, sizeof(key->desc));
+	key->desc.struct_size = sizeof(key->desc);
+	describe = (key->plugin->ops->capabilities & FV_CAP_DESCRIBE)
+	                   ? FV_PLUGIN_OP(key->plugin, key_describe) : NULL;
+	if (describe) {
+		fv_error_clear();
+		rc = describe(key->pkey, &key->desc);
+		if (rc != FV_OK)
+			return plugin_failed(rc, key->name, key->provider, "describing the key");
+		/* Whatever the plugin wrote, only this many bytes are ours. */
+		key->desc.struct_size = sizeof(key->desc);
+	}
+	info = (key->plugin->ops->capabilities & FV_CAP_INFO)
+	               ? FV_PLUGIN_OP(key->plugin, key_info) : NULL;
+	key->info[0] = '\0';
+	if (info && info(key->pkey, key->info, sizeof(key->info)) != FV_OK)
+		key->info[0] = '\0';
+	key->info[sizeof(key->info) - 1] = '\0';
+
+	memset(d, 0, sizeof(*d));
+	d->oaep = key->desc.oaep;
+	d->backend = key->desc.backend;
+	d->location = key->desc.location;
+	d->remote_id = key->desc.remote_id;
+	d->bits = key->desc.bits ? key->desc.bits : spki_bits(key->der, key->der_len);
+	d->properties = key->desc.properties & key->desc.properties_known;
+	d->properties_known = key->desc.properties_known;
+	d->require_non_extractable = key->require_non_extractable;
+	d->info = key->info;
+	for (i = 0; i < sizeof(key_warning_table) / sizeof(key_warning_table[0]); i++) {
+		const struct key_warning_rule *r = &key_warning_table[i];
+		int holds = (d->properties & r->prop) != 0;
+
+		if (!(d->properties_known & r->prop) || holds != r->when_set ||
+		    d->warning_count >= KEY_WARNINGS_MAX)
+			continue;
+		key->warnings[d->warning_count].property = r->name;
+		key->warnings[d->warning_count].message = r->message;
+		key->warnings[d->warning_count].refused = r->refused;
+		d->warning_count++;
+	}
+	d->warnings = key->warnings;
+	return FV_OK;
+}
+
+int fv_key_details_get(const fv_key_details **out, fv_key *key)
+{
+	if (!out || !key)
+		return fv__error_set(FV_ERR_USAGE, "fv_key_details_get: missing argument");
+	*out = &key->details;
+	return FV_OK;
+}
+
+int fv_key_policy_check(fv_key *key)
+{
+	char refused[768] = "";
+	size_t i, used = 0;
+
+	if (!key)
+		return fv__error_set(FV_ERR_USAGE, "fv_key_policy_check: key is NULL");
+	if (!key->require_non_extractable)
+		return FV_OK;
+	for (i = 0; i < key->details.warning_count && used < sizeof(refused); i++)
+		if (key->warnings[i].refused)
+			used += (size_t)snprintf(refused + used, sizeof(refused) - used, "%s%s",
+			                         used ? "; " : "", key->warnings[i].message);
+	if (!used)
+		return FV_OK;
+	return fv__error_set(FV_ERR_PERMISSION,
+		"key '%s' (%s): refusing a key that can leave its store: %s. Generate a new key "
+		"inside the store (flowvault generate %s), or set keys.%s.require_non_extractable "
+		"to false to use this one anyway",
+		key->name, key->provider, refused, key->name, key->name);
+}
+
 /* Open the key of an instance already in `key` and read its public key. */
 static int key_open_on_instance(fv_key *key, const char *name)
 {
@@ -102,7 +236,7 @@ static int key_open_on_instance(fv_key *key, const char *name)
 		                   key->der_len);
 	if (rc != FV_OK)
 		return plugin_failed(rc, name, key->provider, "reading the public key");
-	return FV_OK;
+	return key_details_fill(key);
 }
 
 static int key_new(fv_key **out, fv_context *ctx, const char *name)
@@ -119,6 +253,7 @@ static int key_new(fv_key **out, fv_context *ctx, const char *name)
 		free(key);
 		return rc != FV_OK ? rc : FV_ERR_PLUGIN;
 	}
+	key->require_non_extractable = fv__config_key(ctx, name)->require_non_extractable;
 	*out = key;
 	return FV_OK;
 }
@@ -147,7 +282,8 @@ int fv_key_generate(fv_key **out, fv_context *ctx, const char *name)
 	}
 	if (rc == FV_OK && out) {
 		/* Same instance: the plugin may hand over the key it just made. */
-		if ((rc = key_open_on_instance(key, name)) == FV_OK) {
+		if ((rc = key_open_on_instance(key, name)) == FV_OK &&
+		    (rc = fv_key_policy_check(key)) == FV_OK) {
 			*out = key;
 			return FV_OK;
 		}
@@ -156,7 +292,8 @@ int fv_key_generate(fv_key **out, fv_context *ctx, const char *name)
 	return rc;
 }
 
-int fv_key_open(fv_key **out, fv_context *ctx, const char *name)
+int fv_key_open_ex(fv_key **out, fv_context *ctx, const char *name,
+                   unsigned int flags)
 {
 	fv_key *key;
 	int rc;
@@ -167,12 +304,19 @@ int fv_key_open(fv_key **out, fv_context *ctx, const char *name)
 		*out = NULL;
 		return rc;
 	}
-	if ((rc = key_open_on_instance(key, name)) != FV_OK) {
+	if ((rc = key_open_on_instance(key, name)) != FV_OK ||
+	    (!(flags & FV_KEY_OPEN_INSPECT) && (rc = fv_key_policy_check(key)) != FV_OK)) {
 		fv_key_free(key);
+		*out = NULL;
 		return rc;
 	}
 	*out = key;
 	return FV_OK;
+}
+
+int fv_key_open(fv_key **out, fv_context *ctx, const char *name)
+{
+	return fv_key_open_ex(out, ctx, name, 0);
 }
 
 void fv_key_free(fv_key *key)
@@ -289,19 +433,8 @@ int fv_key_decrypt(unsigned char *out, size_t *out_len, fv_key *key,
 
 int fv_key_info(char *buf, size_t len, fv_key *key)
 {
-	int (*info)(fv_pkey *, char *, size_t);
-	int rc;
-
 	if (!buf || !len || !key)
 		return fv__error_set(FV_ERR_USAGE, "fv_key_info: missing argument");
-	buf[0] = '\0';
-	info = (key->plugin->ops->capabilities & FV_CAP_INFO)
-	               ? FV_PLUGIN_OP(key->plugin, key_info) : NULL;
-	if (!info)
-		return FV_OK;
-	rc = info(key->pkey, buf, len);
-	buf[len - 1] = '\0';
-	if (rc != FV_OK)
-		return plugin_failed(rc, key->name, key->provider, "describing the key");
+	snprintf(buf, len, "%s", key->info);
 	return FV_OK;
 }

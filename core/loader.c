@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <signal.h>
@@ -173,7 +174,10 @@ static int check_table(const fv_provider *ops, const char *name, const char *pat
 	if (((ops->capabilities & FV_CAP_GENERATE) && !ops->key_generate) ||
 	    ((ops->capabilities & FV_CAP_INFO) && !ops->key_info) ||
 	    ((ops->capabilities & FV_CAP_LIST) && !ops->key_list) ||
-	    ((ops->capabilities & FV_CAP_DELETE) && !ops->key_delete))
+	    ((ops->capabilities & FV_CAP_DELETE) && !ops->key_delete) ||
+	    ((ops->capabilities & FV_CAP_DESCRIBE) &&
+	     (ops->struct_size < offsetof(fv_provider, key_describe) + sizeof(ops->key_describe) ||
+	      !ops->key_describe)))
 		return fv__error_set(FV_ERR_PLUGIN,
 			"plugin '%s': claims a capability whose operation is NULL", path);
 	return FV_OK;

@@ -149,6 +149,47 @@ FV_API int fv_key_decrypt(unsigned char *out, size_t *out_len, fv_key *key,
  * plugin has none. */
 FV_API int fv_key_info(char *buf, size_t len, fv_key *key);
 
+/* Flags for fv_key_open_ex. */
+enum fv_key_open_flags {
+	/* Open a key even when its properties are refused by
+	 * keys.<name>.require_non_extractable, to report them (`keys`,
+	 * `doctor`); fv_key_policy_check says whether it may be used. */
+	FV_KEY_OPEN_INSPECT = 1u << 0
+};
+
+FV_API int fv_key_open_ex(fv_key **out, fv_context *ctx, const char *name,
+                          unsigned int flags);
+
+/* One property of a key that weakens its protection. */
+typedef struct fv_key_warning {
+	const char *property;  /* stable name: "extractable", "can-sign", ... */
+	const char *message;   /* what it means, for people */
+	int refused;           /* refused while require_non_extractable is true */
+} fv_key_warning;
+
+/* Structured facts about an open key; owned by the key. Strings may be
+ * NULL when the plugin does not say (plugins before ABI 1.1 give `info`
+ * only). */
+typedef struct fv_key_details {
+	const char *oaep;        /* where OAEP is checked: "token", "host", "tpm", a service */
+	const char *backend;     /* "file", "token", "tpm", "engine", a service */
+	const char *location;    /* where the key is, for people */
+	const char *remote_id;   /* identity in a remote service, or NULL */
+	unsigned int bits;       /* modulus size (always set) */
+	uint32_t properties;     /* FV_KEY_PROP_* that hold */
+	uint32_t properties_known;
+	const fv_key_warning *warnings;
+	size_t warning_count;
+	int require_non_extractable; /* the key's setting (default 1) */
+	const char *info;        /* the plugin's key_info line, or "" */
+} fv_key_details;
+
+FV_API int fv_key_details_get(const fv_key_details **out, fv_key *key);
+
+/* FV_OK when the key may be used under its require_non_extractable
+ * setting; FV_ERR_PERMISSION naming each refused property otherwise. */
+FV_API int fv_key_policy_check(fv_key *key);
+
 /* ---- Targets a key is meant for (configuration "phone_numbers", "waba_id") ---- */
 
 FV_API size_t fv_context_key_phone_count(const fv_context *ctx, const char *name);

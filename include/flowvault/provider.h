@@ -99,7 +99,7 @@ typedef enum fv_status {
 /* ---- Versions and entry point ---- */
 
 #define FV_PROVIDER_ABI_MAJOR 1
-#define FV_PROVIDER_ABI_MINOR 0
+#define FV_PROVIDER_ABI_MINOR 1
 #define FV_PROVIDER_ABI_VERSION \
 	((uint32_t)((FV_PROVIDER_ABI_MAJOR << 16) | FV_PROVIDER_ABI_MINOR))
 #define FV_PROVIDER_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
@@ -182,10 +182,62 @@ typedef struct fv_host {
 	 */
 	int (*file_create)(const char *path, const void *data, size_t len,
 	                   unsigned int mode);
+
+	/* ---- ABI 1.1: check FV_HOST_HAS(host, member) before use ---- */
+
+	/*
+	 * Open a file the plugin is about to load as code (a PKCS#11 module, an
+	 * OpenSSL ENGINE or provider) with the checks the host applies to its
+	 * own plugins: the file is opened once without following a final
+	 * symlink unless `path` itself is one, then checked through the open
+	 * descriptor (a regular file, owned by root or the effective user, not
+	 * writable by group or others), and every directory of the path, as
+	 * given and as resolved, is checked the same way. `what` names the file
+	 * in messages ("PKCS#11 module"). On success *fd is an O_RDONLY |
+	 * O_CLOEXEC descriptor of the checked file: load "/proc/self/fd/<fd>"
+	 * (fv_host_fd_path below) so that the file checked is the file loaded,
+	 * then close it. FV_ERR_PERMISSION or FV_ERR_NOT_FOUND otherwise, with a
+	 * message that says what to fix.
+	 */
+	int (*file_open_checked)(const char *path, const char *what, int *fd);
+
+	/*
+	 * Memory for secrets a plugin must keep (a PIN for re-login, a session
+	 * token): locked where possible, excluded from core dumps, wiped by
+	 * secure_free. secure_alloc returns NULL when out of memory.
+	 */
+	void *(*secure_alloc)(size_t len);
+	void (*secure_free)(void *ptr, size_t len);
 } fv_host;
 
 /* The 1.0 layout of fv_host; a shorter table is refused by plugins. */
 #define FV_HOST_MIN_SIZE (offsetof(fv_host, file_create) + sizeof(void (*)(void)))
+
+/* True when the host's table is long enough to hold `member` (1.1 and
+ * later services): a 1.0 host has none of them. */
+#define FV_HOST_HAS(host, member)                                           \
+	((host)->struct_size >= offsetof(fv_host, member) + sizeof((host)->member) \
+	 && (host)->member != NULL)
+
+/* The path under which the file behind descriptor `fd` can be loaded. */
+#define FV_HOST_FD_PATH_MAX 32
+static inline void fv_host_fd_path(char buf[FV_HOST_FD_PATH_MAX], int fd)
+{
+	static const char prefix[] = "/proc/self/fd/";
+	char digits[12];
+	size_t n = 0, i;
+	unsigned int v = fd < 0 ? 0u : (unsigned int)fd;
+
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v && n < sizeof(digits));
+	for (i = 0; i < sizeof(prefix) - 1; i++)
+		buf[i] = prefix[i];
+	while (n)
+		buf[i++] = digits[--n];
+	buf[i] = '\0';
+}
 
 /* ---- Configuration fields a plugin declares ---- */
 
@@ -224,6 +276,50 @@ typedef struct fv_config_field {
 #define FV_CAP_LIST     (1u << 1)  /* key_list */
 #define FV_CAP_DELETE   (1u << 2)  /* key_delete */
 #define FV_CAP_INFO     (1u << 3)  /* key_info */
+#define FV_CAP_DESCRIBE (1u << 4)  /* key_describe (ABI 1.1) */
+
+/*
+ * Facts about a key that tell how well its store protects it (ABI 1.1).
+ * A plugin sets a bit in `properties_known` for each fact it could
+ * determine, and the same bit in `properties` when the fact holds. The host
+ * turns them into warnings for `keys`, `doctor` and `serve`, and refuses a
+ * key that can leave its store unless the configuration allows it
+ * (keys.<name>.require_non_extractable, default true).
+ */
+#define FV_KEY_PROP_EXTRACTABLE       (1u << 0)  /* can be exported (CKA_EXTRACTABLE) */
+#define FV_KEY_PROP_SENSITIVE         (1u << 1)  /* CKA_SENSITIVE */
+#define FV_KEY_PROP_ALWAYS_SENSITIVE  (1u << 2)  /* CKA_ALWAYS_SENSITIVE */
+#define FV_KEY_PROP_NEVER_EXTRACTABLE (1u << 3)  /* CKA_NEVER_EXTRACTABLE */
+#define FV_KEY_PROP_GENERATED_INSIDE  (1u << 4)  /* CKA_LOCAL, sensitiveDataOrigin */
+#define FV_KEY_PROP_CAN_SIGN          (1u << 5)  /* usable for signatures too */
+#define FV_KEY_PROP_CAN_UNWRAP        (1u << 6)  /* usable to unwrap other keys */
+#define FV_KEY_PROP_FIXED_TPM         (1u << 7)  /* TPMA_OBJECT_FIXEDTPM */
+#define FV_KEY_PROP_FIXED_PARENT      (1u << 8)  /* TPMA_OBJECT_FIXEDPARENT */
+#define FV_KEY_PROP_IN_HOST_MEMORY    (1u << 9)  /* the private key is in this process */
+
+/*
+ * What key_describe fills in. The host zeroes it and sets struct_size to
+ * the size it knows; a plugin writes no member at or beyond struct_size.
+ * Strings belong to the plugin and stay valid until key_close.
+ */
+typedef struct fv_key_description {
+	uint32_t struct_size;
+	/* Where the OAEP padding is checked: "token", "host", "tpm", or the
+	 * service's name ("aws-kms"); NULL when unknown. */
+	const char *oaep;
+	/* The kind of store: "file", "token", "tpm", "engine", "provider",
+	 * or a service's name. */
+	const char *backend;
+	/* Where the key is, for people: a file path, "token 'fv' (serial 1a2b,
+	 * slot 0), object 'flows' id 0a1b", "TPM handle 0x81000002". */
+	const char *location;
+	/* The key's identity in a remote service (key ARN, resource name, key
+	 * id URL); NULL for local stores. */
+	const char *remote_id;
+	unsigned int bits;             /* modulus size in bits */
+	uint32_t properties;           /* FV_KEY_PROP_* that hold */
+	uint32_t properties_known;     /* FV_KEY_PROP_* the plugin determined */
+} fv_key_description;
 
 /* Callback for key_list: one call per key; return non-zero to stop. */
 typedef int (*fv_key_list_cb)(void *arg, const char *reference,
@@ -291,6 +387,15 @@ typedef struct fv_provider {
 
 	/* Optional (FV_CAP_DELETE): destroy the configured key in the backend. */
 	int (*key_delete)(fv_instance *inst);
+
+	/* ---- ABI 1.1 ---- */
+
+	/*
+	 * Optional (FV_CAP_DESCRIBE): structured facts about an open key (see
+	 * fv_key_description). When present the host uses it instead of
+	 * key_info. Must not do a private-key operation.
+	 */
+	int (*key_describe)(fv_pkey *key, fv_key_description *out);
 } fv_provider;
 
 /* The 1.0 layout of fv_provider; the host refuses a shorter table. */

@@ -84,7 +84,7 @@ JSON
 
 run "$FVI" --config "$T/config.json" plugins
 expect_rc 0 "installed flowvault plugins"
-grep -E "^skeleton +1\.0\.0 +1\.0 +info +$T/plugins/skeleton.so\$" <<<"$OUT" >/dev/null ||
+grep -E "^skeleton +1\.0\.0 +1\.[0-9]+ +info +$T/plugins/skeleton.so\$" <<<"$OUT" >/dev/null ||
 	fail "skeleton is not listed as loaded by the installed flowvault:
 $OUT"
 grep -E "^pem .*$P/$LIBDIR/flowvault/plugins/pem.so\$" <<<"$OUT" >/dev/null ||

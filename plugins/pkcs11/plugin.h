@@ -11,8 +11,8 @@
  *   decrypt.c  RSA-OAEP-SHA256 in the token, or raw RSA + host unpadding
  *   ckr.c      CKR_* names
  *
- * OpenSSL and libp11 headers come before p11-kit's pkcs11.h, which defines
- * the CK_* types for everything here.
+ * OpenSSL headers come before p11-kit's pkcs11.h, which defines the CK_*
+ * types for everything here.
  */
 #ifndef FLOWVAULT_PKCS11_PLUGIN_H
 #define FLOWVAULT_PKCS11_PLUGIN_H
@@ -22,7 +22,6 @@
 #include <sys/types.h>
 
 #include <openssl/evp.h>
-#include <libp11.h>
 
 #include <p11-kit/pkcs11.h>
 #include <p11-kit/p11-kit.h>
@@ -56,15 +55,16 @@ const char *p11_ckr_name(CK_RV rv);
  * names the same file, because C_Initialize and C_Finalize act on the whole
  * process: a second, private copy would finalize the first one's sessions. */
 struct p11_module {
-	char *path;               /* the module file */
+	char *spec;               /* as configured: a path or a p11-kit name */
+	char *path;               /* the module file (or "remote ...") for messages */
 	char *init_args;          /* pReserved of C_Initialize, or NULL */
-	PKCS11_CTX *ctx;          /* libp11: loaded and initialized */
-	PKCS11_SLOT *slots;       /* libp11's slot list, kept for the module's life */
-	unsigned int slot_count;
-	void *dl;                 /* our reference to the same dlopen handle */
-	CK_FUNCTION_LIST *fns;    /* the module's own function list */
+	CK_FUNCTION_LIST *fns;    /* the one list everything here uses */
+	int loaded;               /* fns came from p11-kit and must be released */
+	int registered;           /* a p11-kit registration (managed by p11-kit) */
+	int initialized;          /* our C_Initialize succeeded: finalize at the end */
 	CK_INFO info;
 	pid_t pid;                /* process in which the module was initialized */
+	unsigned int epoch;       /* bumped by p11_module_reinitialize */
 	unsigned int refs;
 	struct p11_module *next;
 };
@@ -78,6 +78,9 @@ void p11_module_put(struct p11_module *mod);
  * it did (callers then forget their sessions), 0 when nothing changed, or a
  * negative status. */
 int p11_module_after_fork(struct p11_module *mod);
+/* Finalize and initialize the module again (a remote module whose server
+ * went away and came back). Sessions of every instance on it are gone. */
+int p11_module_reinitialize(struct p11_module *mod, CK_RV why);
 
 /* ---- uri.c ---- */
 
@@ -105,6 +108,8 @@ struct fv_instance {
 
 	CK_SLOT_ID slot;
 	char token_label[33];       /* for messages */
+	char token_serial[17];
+	unsigned int mod_epoch;     /* mod->epoch the slot and sessions belong to */
 	CK_FLAGS token_flags;
 
 	/* session pool (session.c) */

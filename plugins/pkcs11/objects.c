@@ -300,6 +300,12 @@ int p11_key_load_public(fv_pkey *key, CK_SESSION_HANDLE session)
 		goto out;
 	}
 	key->modulus_len = pn_len;
+	key->modulus = malloc(pn_len);
+	if (!key->modulus) {
+		rc = FV_ERR_NOMEM;
+		goto out;
+	}
+	memcpy(key->modulus, pn, pn_len);
 	rc = spki_from_rsa(key, pn, pn_len, pe, pe_len);
 	if (rc == FV_OK)
 		P11_LOG(FV_LOG_DEBUG, "token '%s': public key of %s read from the %s",

@@ -128,6 +128,7 @@ static void key_close(fv_pkey *key)
 	if (!key)
 		return;
 	pthread_mutex_destroy(&key->lock);
+	free(key->modulus);
 	free(key->spki);
 	free(key);
 }

@@ -165,6 +165,7 @@ struct fv_pkey {
 	CK_OBJECT_HANDLE handle;     /* the private key */
 	unsigned int handle_gen;     /* inst->generation the handle was found in */
 	size_t modulus_len;          /* bytes */
+	unsigned char *modulus;      /* big-endian, modulus_len bytes */
 	unsigned char *spki;         /* DER SubjectPublicKeyInfo */
 	size_t spki_len;
 	int oaep_mode;               /* enum p11_oaep_mode (read atomically) */

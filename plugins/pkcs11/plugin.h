@@ -169,6 +169,9 @@ struct fv_pkey {
 	unsigned char *spki;         /* DER SubjectPublicKeyInfo */
 	size_t spki_len;
 	int oaep_mode;               /* enum p11_oaep_mode (read atomically) */
+	uint32_t properties;         /* FV_KEY_PROP_* that hold (p11_key_load_properties) */
+	uint32_t properties_known;
+	char location[320];          /* token, serial, slot, object label and id */
 	char oaep_reason[160];       /* why token OAEP is not used */
 };
 
@@ -178,6 +181,10 @@ int p11_find_private_key(fv_instance *inst, CK_SESSION_HANDLE session,
 /* Read the public key (public object, else the private object's modulus
  * and exponent) as SPKI DER into key. */
 int p11_key_load_public(fv_pkey *key, CK_SESSION_HANDLE session);
+/* Read the attributes that tell how well the token protects the key
+ * (CKA_EXTRACTABLE, CKA_SENSITIVE, ...) and where it is; refuse a key
+ * that may not decrypt. */
+int p11_key_load_properties(fv_pkey *key, CK_SESSION_HANDLE session);
 int p11_objects_list(fv_instance *inst, fv_key_list_cb cb, void *arg);
 int p11_objects_delete(fv_instance *inst);
 /* The current handle of the key's private object for generation `gen`. */

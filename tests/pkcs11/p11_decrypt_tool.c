@@ -5,6 +5,7 @@
  *   p11-decrypt-tool threads CONFIG KEY CIPHERTEXT EXPECTED THREADS COUNT
  *   p11-decrypt-tool fork    CONFIG KEY CIPHERTEXT EXPECTED
  *   p11-decrypt-tool recover CONFIG KEY CIPHERTEXT EXPECTED MODULE
+ *   p11-decrypt-tool describe CONFIG KEY
  *
  * `decrypt` writes the plain text; `threads` decrypts COUNT times in each of
  * THREADS threads with one key handle and checks every result; `fork`
@@ -12,7 +13,9 @@
  * module and log in again), and in the parent again; `recover` decrypts,
  * then closes every session of this process on the module's tokens behind
  * the plugin's back (C_CloseAllSessions, which also logs out), and decrypts
- * again: the plugin must re-open and log in once. Errors go to stderr
+ * again: the plugin must re-open and log in once; `describe` opens the key
+ * for inspection and prints fv_key_details_get's fields, one per line, then
+ * what fv_key_policy_check says. Errors go to stderr
  * with the library's message; the exit code follows `flowvault`'s
  * (2 configuration, 3 key backend).
  */
@@ -171,11 +174,61 @@ static void release(void)
 	free(expected);
 }
 
+static const struct {
+	uint32_t bit;
+	const char *name;
+} property_names[] = {
+	{ FV_KEY_PROP_EXTRACTABLE, "extractable" },
+	{ FV_KEY_PROP_SENSITIVE, "sensitive" },
+	{ FV_KEY_PROP_ALWAYS_SENSITIVE, "always-sensitive" },
+	{ FV_KEY_PROP_NEVER_EXTRACTABLE, "never-extractable" },
+	{ FV_KEY_PROP_GENERATED_INSIDE, "generated-inside" },
+	{ FV_KEY_PROP_CAN_SIGN, "can-sign" },
+	{ FV_KEY_PROP_CAN_UNWRAP, "can-unwrap" },
+	{ FV_KEY_PROP_FIXED_TPM, "fixed-tpm" },
+	{ FV_KEY_PROP_FIXED_PARENT, "fixed-parent" },
+	{ FV_KEY_PROP_IN_HOST_MEMORY, "in-host-memory" },
+};
+
+static int describe(const char *config, const char *name)
+{
+	const fv_key_details *d;
+	size_t i;
+	int rc;
+
+	if (fv_context_open(&ctx, config, 0) != FV_OK)
+		return fail("open configuration");
+	rc = fv_key_open_ex(&key, ctx, name, FV_KEY_OPEN_INSPECT);
+	atexit(release); /* after the module's own exit handler, as in main */
+	if (rc != FV_OK)
+		return fail("open key");
+	if (fv_key_details_get(&d, key) != FV_OK)
+		return fail("details");
+	printf("oaep=%s\nbackend=%s\nlocation=%s\nremote_id=%s\nbits=%u\n",
+	       d->oaep ? d->oaep : "(unknown)", d->backend ? d->backend : "(unknown)",
+	       d->location ? d->location : "(unknown)",
+	       d->remote_id ? d->remote_id : "(none)", d->bits);
+	for (i = 0; i < sizeof(property_names) / sizeof(property_names[0]); i++)
+		if (d->properties_known & property_names[i].bit)
+			printf("property %s=%d\n", property_names[i].name,
+			       (d->properties & property_names[i].bit) != 0);
+	for (i = 0; i < d->warning_count; i++)
+		printf("warning %s%s: %s\n", d->warnings[i].property,
+		       d->warnings[i].refused ? " (refused)" : "", d->warnings[i].message);
+	if (fv_key_policy_check(key) == FV_OK)
+		printf("policy: ok\n");
+	else
+		printf("policy: refused: %s\n", fv_error_last()->message);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	size_t in_len, expected_len = 0;
 	int rc;
 
+	if (argc == 4 && strcmp(argv[1], "describe") == 0)
+		return describe(argv[2], argv[3]);
 
 	if (argc < 5) {
 		fprintf(stderr, "usage: %s decrypt|threads|fork CONFIG KEY CIPHERTEXT ...\n", argv[0]);

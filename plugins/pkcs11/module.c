@@ -10,6 +10,9 @@
  *    owner, mode, every directory as given and as resolved), then p11-kit
  *    loads that same file as "/proc/self/fd/N", unmanaged: we get the
  *    module's own list and call C_Initialize with init_args ourselves.
+ *    p11-kit-proxy.so is the libp11-kit this plugin runs on, which p11-kit
+ *    refuses to load as a module of its own: its C_GetFunctionList is
+ *    called once, directly.
  *  - A name is a module registered with p11-kit (p11-kit list-modules):
  *    p11-kit loads its registrations, managed, so that the registration
  *    means what it means to p11-kit: x-init-reserved becomes pReserved (how
@@ -20,9 +23,11 @@
  * second C_Initialize would fail, and a C_Finalize from one instance would
  * end the sessions and the login of the others.
  */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "plugin.h"
@@ -59,6 +64,39 @@ static CK_C_INITIALIZE_ARGS *init_args_for(struct p11_module *mod,
 	return args;
 }
 
+/* Is the file behind `fd` the libp11-kit this plugin is linked with, i.e.
+ * p11-kit's proxy module? */
+static int is_own_p11kit(int fd)
+{
+	struct stat mine, theirs;
+	Dl_info info;
+
+	if (!dladdr((void *)(uintptr_t)p11_kit_module_load, &info) || !info.dli_fname ||
+	    stat(info.dli_fname, &mine) != 0 || fstat(fd, &theirs) != 0)
+		return 0;
+	return mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
+}
+
+/* p11-kit's proxy: one C_GetFunctionList call, one list. */
+static int load_proxy(struct p11_module *mod, const char *fd_path, const char *where)
+{
+	CK_RV (*get_function_list)(CK_FUNCTION_LIST **);
+	CK_RV rv;
+
+	mod->dl = dlopen(fd_path, RTLD_NOW | RTLD_LOCAL);
+	if (!mod->dl)
+		return P11_ERROR(FV_ERR_BACKEND, "%s.module: '%s' cannot be loaded (%s)",
+		                 where, mod->spec, dlerror());
+	*(void **)&get_function_list = dlsym(mod->dl, "C_GetFunctionList");
+	rv = get_function_list ? get_function_list(&mod->fns) : CKR_FUNCTION_NOT_SUPPORTED;
+	if (rv != CKR_OK || !mod->fns) {
+		mod->fns = NULL;
+		return P11_ERROR(FV_ERR_BACKEND, "%s.module: C_GetFunctionList of '%s' failed: %s",
+		                 where, mod->spec, p11_ckr_name(rv));
+	}
+	return FV_OK;
+}
+
 /* A module file as code for this process: checked by the host, loaded by
  * p11-kit from the checked descriptor. */
 static int load_path(struct p11_module *mod, const char *where)
@@ -82,6 +120,11 @@ static int load_path(struct p11_module *mod, const char *where)
 	if (rc != FV_OK)
 		return rc; /* the host's message names the file and what to fix */
 	fv_host_fd_path(fd_path, fd);
+	if (is_own_p11kit(fd)) {
+		rc = load_proxy(mod, fd_path, where);
+		close(fd);
+		return rc;
+	}
 	mod->fns = p11_kit_module_load(fd_path, P11_KIT_MODULE_UNMANAGED | P11_KIT_MODULE_CRITICAL);
 	close(fd);
 	if (!mod->fns)
@@ -171,6 +214,8 @@ static void module_free(struct p11_module *mod)
 #if !defined(__SANITIZE_ADDRESS__)
 	if (mod->loaded)
 		p11_kit_module_release(mod->fns);
+	if (mod->dl)
+		dlclose(mod->dl);
 #endif
 	free(mod->spec);
 	free(mod->path);
@@ -321,21 +366,27 @@ int p11_module_after_fork(struct p11_module *mod)
 	return 1;
 }
 
-int p11_module_reinitialize(struct p11_module *mod, CK_RV why)
+int p11_module_reinitialize(struct p11_module *mod, unsigned int seen_epoch, CK_RV why)
 {
 	CK_C_INITIALIZE_ARGS args;
 	CK_RV rv;
 
 	pthread_mutex_lock(&registry_lock);
+	if (mod->epoch != seen_epoch) {
+		/* Another instance did it since this one noticed the failure. */
+		pthread_mutex_unlock(&registry_lock);
+		return FV_OK;
+	}
 	/* A remote module whose server went away stays broken until it is
 	 * initialized again, which connects anew. Every instance on this
 	 * module loses its sessions: they renew them on their next call. */
 	mod->fns->C_Finalize(NULL);
 	rv = mod->fns->C_Initialize(init_args_for(mod, &args));
-	if (rv == CKR_OK || rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-		mod->epoch++;
+	/* Bumped either way: every instance's sessions died with C_Finalize. */
+	mod->epoch++;
+	mod->broken = rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED;
+	if (!mod->broken)
 		mod->pid = getpid();
-	}
 	pthread_mutex_unlock(&registry_lock);
 	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED)
 		return P11_ERROR(FV_ERR_BACKEND,
@@ -344,4 +395,24 @@ int p11_module_reinitialize(struct p11_module *mod, CK_RV why)
 	P11_LOG(FV_LOG_WARNING, "module '%s': %s; initialized it again", mod->path,
 	        p11_ckr_name(why));
 	return FV_OK;
+}
+
+unsigned int p11_module_epoch(struct p11_module *mod, int *broken)
+{
+	unsigned int epoch;
+
+	pthread_mutex_lock(&registry_lock);
+	epoch = mod->epoch;
+	if (broken)
+		*broken = mod->broken;
+	pthread_mutex_unlock(&registry_lock);
+	return epoch;
+}
+
+void p11_module_mark_broken(struct p11_module *mod, unsigned int epoch)
+{
+	pthread_mutex_lock(&registry_lock);
+	if (mod->epoch == epoch)
+		mod->broken = 1;
+	pthread_mutex_unlock(&registry_lock);
 }

@@ -60,11 +60,13 @@ struct p11_module {
 	char *init_args;          /* pReserved of C_Initialize, or NULL */
 	CK_FUNCTION_LIST *fns;    /* the one list everything here uses */
 	int loaded;               /* fns came from p11-kit and must be released */
+	void *dl;                 /* p11-kit's proxy: our dlopen handle, or NULL */
 	int registered;           /* a p11-kit registration (managed by p11-kit) */
 	int initialized;          /* our C_Initialize succeeded: finalize at the end */
 	CK_INFO info;
 	pid_t pid;                /* process in which the module was initialized */
 	unsigned int epoch;       /* bumped by p11_module_reinitialize */
+	int broken;               /* its last C_Initialize again failed */
 	unsigned int refs;
 	struct p11_module *next;
 };
@@ -79,8 +81,15 @@ void p11_module_put(struct p11_module *mod);
  * negative status. */
 int p11_module_after_fork(struct p11_module *mod);
 /* Finalize and initialize the module again (a remote module whose server
- * went away and came back). Sessions of every instance on it are gone. */
-int p11_module_reinitialize(struct p11_module *mod, CK_RV why);
+ * went away and came back), unless its epoch moved past `seen_epoch`
+ * already. Sessions of every instance on it are gone. */
+int p11_module_reinitialize(struct p11_module *mod, unsigned int seen_epoch, CK_RV why);
+/* mod->epoch, read under the module registry's lock; *broken (if not
+ * NULL) tells that the last attempt to initialize it again failed. */
+unsigned int p11_module_epoch(struct p11_module *mod, int *broken);
+/* Have the next call initialize the module again, unless that happened
+ * since `epoch` (the module came back without the token). */
+void p11_module_mark_broken(struct p11_module *mod, unsigned int epoch);
 
 /* ---- uri.c ---- */
 

@@ -94,6 +94,7 @@ int p11_token_select(fv_instance *inst)
 			inst->where, matches, mod->path, present);
 	inst->slot = chosen;
 	inst->token_flags = chosen_ti.flags;
+	inst->mod_epoch = p11_module_epoch(mod, NULL);
 	p11_trim_copy(inst->token_label, sizeof(inst->token_label), chosen_ti.label,
 	              sizeof(chosen_ti.label));
 	p11_trim_copy(inst->token_serial, sizeof(inst->token_serial), chosen_ti.serialNumber,

@@ -3,6 +3,8 @@
 SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
 SOFTOKN_MODULE=/usr/lib/x86_64-linux-gnu/libsoftokn3.so
 SPY_MODULE=/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so
+CLIENT_MODULE=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so
+PROXY_MODULE=/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so
 TOOL="$FV_BUILD_DIR/tests/p11-decrypt-tool"
 ATTRS="$FV_SOURCE_DIR/tests/pkcs11/p11attrs.py"
 
@@ -39,4 +41,39 @@ oaep_encrypt() {
 	openssl pkeyutl -encrypt -pubin -inkey "$1" -in "$2" -out "$3" \
 		-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 \
 		-pkeyopt rsa_mgf1_md:sha256 || fail "openssl pkeyutl -encrypt"
+}
+
+# p11kit_server_start NAME TOKEN-URI [ARGS...]: `p11-kit server` exporting
+# the matching token on $T/NAME.sock, in a process group of its own (it forks
+# per connection: killing the group is what a server going away looks like).
+# Sets P11_KIT_SERVER_ADDRESS (exported) and SERVER_PGID. Extra ARGS go
+# before the URI (e.g. --provider MODULE). To run it as another user, set
+# P11KIT_SERVER_AS to a setpriv prefix.
+p11kit_server_start() {
+	local name=$1 uri=$2 i
+	shift 2
+	rm -f "$T/$name.sock"
+	# shellcheck disable=SC2086
+	setsid ${P11KIT_SERVER_AS:-} p11-kit server -f -n "$T/$name.sock" "$@" "$uri" \
+		>"$T/$name-server.out" 2>"$T/$name-server.err" &
+	SERVER_PGID=$!
+	at_exit "kill -- -$SERVER_PGID"
+	for ((i = 0; i < 100; i++)); do
+		[ -S "$T/$name.sock" ] && break
+		kill -0 "$SERVER_PGID" 2>/dev/null || fail "p11-kit server exited: $(cat "$T/$name-server.err")"
+		sleep 0.1
+	done
+	[ -S "$T/$name.sock" ] || fail "p11-kit server made no socket: $(cat "$T/$name-server.err")"
+	export P11_KIT_SERVER_ADDRESS="unix:path=$T/$name.sock"
+}
+
+# p11kit_server_stop: the server and every connection it forked, gone.
+p11kit_server_stop() {
+	kill -- -"$SERVER_PGID" 2>/dev/null || true
+	local i
+	for ((i = 0; i < 50; i++)); do
+		kill -0 -- -"$SERVER_PGID" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL -- -"$SERVER_PGID" 2>/dev/null || true
 }

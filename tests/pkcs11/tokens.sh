@@ -44,27 +44,27 @@ oaep_encrypt() {
 }
 
 # p11kit_server_start NAME TOKEN-URI [ARGS...]: `p11-kit server` exporting
-# the matching token on $T/NAME.sock, in a process group of its own (it forks
+# the matching token on $P11KIT_SOCK_DIR/NAME.sock (default $T), in a process group of its own (it forks
 # per connection: killing the group is what a server going away looks like).
 # Sets P11_KIT_SERVER_ADDRESS (exported) and SERVER_PGID. Extra ARGS go
 # before the URI (e.g. --provider MODULE). To run it as another user, set
 # P11KIT_SERVER_AS to a setpriv prefix.
 p11kit_server_start() {
-	local name=$1 uri=$2 i
+	local name=$1 uri=$2 i sock="${P11KIT_SOCK_DIR:-$T}/$1.sock"
 	shift 2
-	rm -f "$T/$name.sock"
+	rm -f "$sock"
 	# shellcheck disable=SC2086
-	setsid ${P11KIT_SERVER_AS:-} p11-kit server -f -n "$T/$name.sock" "$@" "$uri" \
+	setsid ${P11KIT_SERVER_AS:-} p11-kit server -f -n "$sock" "$@" "$uri" \
 		>"$T/$name-server.out" 2>"$T/$name-server.err" &
 	SERVER_PGID=$!
 	at_exit "kill -- -$SERVER_PGID"
 	for ((i = 0; i < 100; i++)); do
-		[ -S "$T/$name.sock" ] && break
+		[ -S "$sock" ] && break
 		kill -0 "$SERVER_PGID" 2>/dev/null || fail "p11-kit server exited: $(cat "$T/$name-server.err")"
 		sleep 0.1
 	done
-	[ -S "$T/$name.sock" ] || fail "p11-kit server made no socket: $(cat "$T/$name-server.err")"
-	export P11_KIT_SERVER_ADDRESS="unix:path=$T/$name.sock"
+	[ -S "$sock" ] || fail "p11-kit server made no socket: $(cat "$T/$name-server.err")"
+	export P11_KIT_SERVER_ADDRESS="unix:path=$sock"
 }
 
 # p11kit_server_stop: the server and every connection it forked, gone.

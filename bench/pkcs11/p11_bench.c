@@ -5,6 +5,11 @@
  *
  *   p11-bench CONFIG KEY CIPHERTEXT MODULE INIT_ARGS TOKEN LABEL PINFILE
  *             MECH SECONDS THREADS
+ *   p11-bench --compare DIRECT_CONFIG REMOTE_CONFIG KEY CIPHERTEXT SECONDS THREADS
+ *
+ * The second form compares flowvault with the same token reached two ways
+ * (e.g. loaded directly, and through p11-kit-client.so and a p11-kit
+ * server), phases alternating the same way.
  *
  * MECH is "token" (CKM_RSA_PKCS_OAEP, SHA-256) or "host" (CKM_RSA_X_509:
  * what flowvault sends when it removes the padding itself). INIT_ARGS may be
@@ -224,15 +229,64 @@ static double fv_phase(struct bench *b)
 	return rate;
 }
 
+static int read_cipher(struct bench *b, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+
+	if (!f) {
+		perror(path);
+		return 1;
+	}
+	b->cipher_len = fread(b->cipher, 1, sizeof(b->cipher), f);
+	if (ferror(f) || b->cipher_len == 0) {
+		fprintf(stderr, "p11-bench: cannot read a ciphertext from %s\n", path);
+		(void)fclose(f);
+		return 1;
+	}
+	(void)fclose(f); /* read-only: nothing to lose on close */
+	return 0;
+}
+
+static int compare(int argc, char **argv)
+{
+	struct bench b;
+	double direct = 0, remote = 0, r;
+	int round;
+
+	if (argc != 8) {
+		fprintf(stderr, "usage: %s --compare DIRECT_CONFIG REMOTE_CONFIG KEY CIPHERTEXT SECONDS THREADS\n",
+		        argv[0]);
+		return 2;
+	}
+	memset(&b, 0, sizeof(b));
+	b.key_name = argv[4];
+	b.seconds = atof(argv[6]);
+	b.threads = atoi(argv[7]);
+	if (!(b.seconds > 0) || b.threads < 1 || b.threads > 16 || read_cipher(&b, argv[5]))
+		return 2;
+	for (round = 0; round < 2; round++) {
+		b.config = argv[2];
+		r = fv_phase(&b);
+		direct = r > direct ? r : direct;
+		b.config = argv[3];
+		r = fv_phase(&b);
+		remote = r > remote ? r : remote;
+	}
+	printf("threads=%d  direct %8.1f/s  remote %8.1f/s  ratio remote/direct %.3f\n",
+	       b.threads, direct, remote, remote / direct);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct bench b;
 	double raw = 0, fv = 0, r;
 	char *end;
 	long threads;
-	FILE *f;
 	int round;
 
+	if (argc > 1 && strcmp(argv[1], "--compare") == 0)
+		return compare(argc, argv);
 	if (argc != 12) {
 		fprintf(stderr, "usage: %s CONFIG KEY CIPHERTEXT MODULE INIT_ARGS TOKEN LABEL PINFILE token|host SECONDS THREADS\n", argv[0]);
 		return 2;
@@ -257,18 +311,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	b.threads = (int)threads;
-	f = fopen(argv[3], "rb");
-	if (!f) {
-		perror(argv[3]);
+	if (read_cipher(&b, argv[3]))
 		return 1;
-	}
-	b.cipher_len = fread(b.cipher, 1, sizeof(b.cipher), f);
-	if (ferror(f) || b.cipher_len == 0) {
-		fprintf(stderr, "p11-bench: cannot read a ciphertext from %s\n", argv[3]);
-		(void)fclose(f);
-		return 1;
-	}
-	(void)fclose(f); /* read-only: nothing to lose on close */
 
 	for (round = 0; round < 2; round++) {
 		r = raw_phase(&b);

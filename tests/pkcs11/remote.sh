@@ -62,27 +62,10 @@ grep -q "initialized it again" "$T/steps.err" || fail "no re-initialization logg
 pass "p11-kit server killed: backend errors; started again: the same process decrypts again"
 p11kit_server_stop
 
-# ---- NSS softokn, registered with p11-kit as the user 'nobody' sees it
-# p11-kit reads the user's registrations only in processes not running as
-# root, so the server and the registered-name checks run as nobody.
-chmod 711 "$T"
-mkdir -p "$T/nobody/xdg/pkcs11/modules" "$T/nobody/server-xdg/pkcs11/modules"
-T="$T/nobody" setup_softokn
-chown -R nobody:nogroup "$T/nobody"
-chmod 755 "$T/nobody"
-AS_NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
-cat >"$T/nobody/xdg/pkcs11/modules/fvsoftokn.module" <<MOD
-module: $SPY_MODULE
-x-init-reserved: $SOFTOKN_ARGS
-MOD
-chmod 644 "$T/nobody/xdg/pkcs11/modules/fvsoftokn.module"
-# The server gets a configuration of its own: it loads the registrations
-# for each connection, and must not see the remote one that points at it.
-cp "$T/nobody/xdg/pkcs11/modules/fvsoftokn.module" "$T/nobody/server-xdg/pkcs11/modules/"
-NOBODY_ENV="env XDG_CONFIG_HOME=$T/nobody/xdg HOME=$T/nobody PKCS11SPY=$SOFTOKN_MODULE PKCS11SPY_OUTPUT=$T/nobody/spy.log"
-SERVER_ENV="env XDG_CONFIG_HOME=$T/nobody/server-xdg HOME=$T/nobody PKCS11SPY=$SOFTOKN_MODULE PKCS11SPY_OUTPUT=$T/nobody/spy.log"
-P11KIT_SERVER_AS="$AS_NOBODY $SERVER_ENV" P11KIT_SOCK_DIR="$T/nobody" \
-	p11kit_server_start nss "pkcs11:token=NSS%20Certificate%20DB"
+# ---- NSS softokn exported by a p11-kit server that reaches it through its
+# p11-kit registration (the server runs as nobody: see softokn_server_start)
+setup_softokn
+softokn_server_start nss
 : >"$T/empty-pin"
 chmod 600 "$T/empty-pin"
 write_config "$T/nss.json" "{\"provider\": \"pkcs11\", \"module\": \"$CLIENT_MODULE\",
@@ -93,22 +76,28 @@ run "$FV" --config "$T/nss.json" keys
 expect_out_has "oaep: token"
 "$FV" --config "$T/nss.json" pubkey flows >"$T/nss.pub"
 oaep_encrypt "$T/nss.pub" "$T/plain" "$T/nss.cipher"
-: >"$T/nobody/spy.log" 2>/dev/null || true
+: >"$T/spy-home/spy.log"
 run "$TOOL" decrypt "$T/nss.json" flows "$T/nss.cipher" "$T/nss.out"
 expect_rc 0 "decrypt in softokn through p11-kit server"
 cmp -s "$T/plain" "$T/nss.out" || fail "softokn through p11-kit server: wrong plain text"
-grep -q "pMechanism->type = CKM_RSA_PKCS_OAEP" "$T/nobody/spy.log" || fail "no CKM_RSA_PKCS_OAEP in the server's spy log"
-grep -q "hashAlg = CKM_SHA256" "$T/nobody/spy.log" || fail "no CKM_SHA256 OAEP hash in the server's spy log"
-grep -q "mgf = CKG_MGF1_SHA256" "$T/nobody/spy.log" || fail "no CKG_MGF1_SHA256 in the server's spy log"
-grep -q "C_Decrypt$" "$T/nobody/spy.log" || fail "no C_Decrypt in the server's spy log"
-expect_not_has "CKM_RSA_X_509" "$T/nobody/spy.log"
+grep -q "pMechanism->type = CKM_RSA_PKCS_OAEP" "$T/spy-home/spy.log" || fail "no CKM_RSA_PKCS_OAEP in the server's spy log"
+grep -q "hashAlg = CKM_SHA256" "$T/spy-home/spy.log" || fail "no CKM_SHA256 OAEP hash in the server's spy log"
+grep -q "mgf = CKG_MGF1_SHA256" "$T/spy-home/spy.log" || fail "no CKG_MGF1_SHA256 in the server's spy log"
+grep -q "C_Decrypt$" "$T/spy-home/spy.log" || fail "no C_Decrypt in the server's spy log"
+expect_not_has "CKM_RSA_X_509" "$T/spy-home/spy.log"
 pass "softokn through p11-kit server: the server-side spy shows OAEP-SHA256 in the token, no raw RSA"
 
-# A "remote:" registration for the same server, and softokn by its name.
-cat >"$T/nobody/xdg/pkcs11/modules/fvremote.module" <<MOD
-remote: $P11_KIT_SERVER_ADDRESS
-MOD
-chmod 644 "$T/nobody/xdg/pkcs11/modules/fvremote.module"
+# flowvault itself as nobody, with the user's own registrations (p11-kit
+# reads them only outside root): softokn by name with x-init-reserved, and a
+# "remote:" registration of the server above.
+mkdir -p "$T/nobody/xdg/pkcs11/modules"
+printf 'module: %s\nx-init-reserved: %s\n' "$SOFTOKN_MODULE" "$SOFTOKN_ARGS" \
+	>"$T/nobody/xdg/pkcs11/modules/fvsoftokn.module"
+printf 'remote: %s\n' "$P11_KIT_SERVER_ADDRESS" >"$T/nobody/xdg/pkcs11/modules/fvremote.module"
+chown -R nobody:nogroup "$T/nobody"
+chmod -R go+rX "$T/nobody"
+AS_NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
+NOBODY_ENV="env XDG_CONFIG_HOME=$T/nobody/xdg HOME=$T/nobody"
 export FV_EMPTY_PIN=
 for name in fvremote fvsoftokn; do
 	printf '{"keys": {"flows": {"provider": "pkcs11", "module": "%s", "uri": "pkcs11:token=NSS%%20Certificate%%20DB;object=flows-key", "pin": "env:FV_EMPTY_PIN"}}}\n' \

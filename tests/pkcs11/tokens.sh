@@ -77,3 +77,20 @@ p11kit_server_stop() {
 	done
 	kill -KILL -- -"$SERVER_PGID" 2>/dev/null || true
 }
+
+# softokn_server_start NAME: a `p11-kit server` exporting the softokn token of
+# setup_softokn, running as the user nobody because p11-kit reads the user's
+# registrations only outside root: it reaches softokn through a registration
+# in $T/server-xdg (pkcs11-spy wrapping softokn, x-init-reserved carrying the
+# database arguments), logging every call to $T/spy-home/spy.log. Makes $T
+# traversable and the database nobody's. Sets what p11kit_server_start sets.
+softokn_server_start() {
+	chmod 711 "$T"
+	mkdir -p "$T/server-xdg/pkcs11/modules" "$T/spy-home"
+	printf 'module: %s\nx-init-reserved: %s\n' "$SPY_MODULE" "$SOFTOKN_ARGS" \
+		>"$T/server-xdg/pkcs11/modules/fvsoftokn.module"
+	chmod -R go+rX "$T/server-xdg"
+	chown -R nobody:nogroup "$T/nssdb" "$T/spy-home"
+	P11KIT_SERVER_AS="setpriv --reuid=65534 --regid=65534 --clear-groups env XDG_CONFIG_HOME=$T/server-xdg HOME=$T/spy-home PKCS11SPY=$SOFTOKN_MODULE PKCS11SPY_OUTPUT=$T/spy-home/spy.log" \
+		P11KIT_SOCK_DIR="$T/spy-home" p11kit_server_start "$1" "pkcs11:token=NSS%20Certificate%20DB"
+}

@@ -247,6 +247,26 @@ static int read_cipher(struct bench *b, const char *path)
 	return 0;
 }
 
+/* SECONDS and THREADS arguments, as both forms take them. */
+static int parse_run(struct bench *b, const char *seconds, const char *threads)
+{
+	char *end;
+	long n;
+
+	b->seconds = strtod(seconds, &end);
+	if (end == seconds || *end || !(b->seconds > 0)) {
+		fprintf(stderr, "p11-bench: SECONDS must be a positive number, not '%s'\n", seconds);
+		return 2;
+	}
+	n = strtol(threads, &end, 10);
+	if (end == threads || *end || n < 1 || n > 16) {
+		fprintf(stderr, "p11-bench: THREADS must be 1..16, not '%s'\n", threads);
+		return 2;
+	}
+	b->threads = (int)n;
+	return 0;
+}
+
 static int compare(int argc, char **argv)
 {
 	struct bench b;
@@ -260,9 +280,7 @@ static int compare(int argc, char **argv)
 	}
 	memset(&b, 0, sizeof(b));
 	b.key_name = argv[4];
-	b.seconds = atof(argv[6]);
-	b.threads = atoi(argv[7]);
-	if (!(b.seconds > 0) || b.threads < 1 || b.threads > 16 || read_cipher(&b, argv[5]))
+	if (parse_run(&b, argv[6], argv[7]) || read_cipher(&b, argv[5]))
 		return 2;
 	for (round = 0; round < 2; round++) {
 		b.config = argv[2];
@@ -281,8 +299,6 @@ int main(int argc, char **argv)
 {
 	struct bench b;
 	double raw = 0, fv = 0, r;
-	char *end;
-	long threads;
 	int round;
 
 	if (argc > 1 && strcmp(argv[1], "--compare") == 0)
@@ -300,17 +316,8 @@ int main(int argc, char **argv)
 	b.label = argv[7];
 	b.pinfile = argv[8];
 	b.token_oaep = strcmp(argv[9], "token") == 0;
-	b.seconds = strtod(argv[10], &end);
-	if (end == argv[10] || *end || !(b.seconds > 0)) {
-		fprintf(stderr, "p11-bench: SECONDS must be a positive number, not '%s'\n", argv[10]);
+	if (parse_run(&b, argv[10], argv[11]))
 		return 2;
-	}
-	threads = strtol(argv[11], &end, 10);
-	if (end == argv[11] || *end || threads < 1 || threads > 16) {
-		fprintf(stderr, "p11-bench: THREADS must be 1..16, not '%s'\n", argv[11]);
-		return 2;
-	}
-	b.threads = (int)threads;
 	if (read_cipher(&b, argv[3]))
 		return 1;
 

@@ -68,10 +68,14 @@ static CK_C_INITIALIZE_ARGS *init_args_for(struct p11_module *mod,
  * p11-kit's proxy module? */
 static int is_own_p11kit(int fd)
 {
+	CK_FUNCTION_LIST *(*in_p11kit)(const char *, int) = p11_kit_module_load;
 	struct stat mine, theirs;
+	void *address;
 	Dl_info info;
 
-	if (!dladdr((void *)(uintptr_t)p11_kit_module_load, &info) || !info.dli_fname ||
+	/* POSIX lets a function pointer be stored as void * (dlsym's reverse). */
+	memcpy(&address, &in_p11kit, sizeof(address));
+	if (!dladdr(address, &info) || !info.dli_fname ||
 	    stat(info.dli_fname, &mine) != 0 || fstat(fd, &theirs) != 0)
 		return 0;
 	return mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino;
@@ -207,7 +211,7 @@ static void module_free(struct p11_module *mod)
 	if (!mod)
 		return;
 	/* Finalize only what we initialized, in the process that did it. */
-	if (mod->initialized && mod->pid == getpid())
+	if (mod->fns && mod->initialized && mod->pid == getpid())
 		mod->fns->C_Finalize(NULL);
 	/* Under AddressSanitizer the module stays mapped, so that LeakSanitizer
 	 * can name (and its suppressions match) what the module keeps. */

@@ -154,7 +154,9 @@ static int load_registered(struct p11_module *mod, const char *where)
 	size_t i;
 	int fd = -1, rc;
 
-	all = p11_kit_modules_load(NULL, P11_KIT_MODULE_CRITICAL);
+	/* Not critical: an unrelated registration that fails to load is
+	 * skipped (as p11-kit's own tools do), unless it says critical: yes. */
+	all = p11_kit_modules_load(NULL, 0);
 	if (!all)
 		return P11_ERROR(FV_ERR_BACKEND,
 			"%s.module: p11-kit cannot load its registered modules (%s); check `p11-kit list-modules`",

@@ -94,6 +94,8 @@ mkdir -p "$T/nobody/xdg/pkcs11/modules"
 printf 'module: %s\nx-init-reserved: %s\n' "$SOFTOKN_MODULE" "$SOFTOKN_ARGS" \
 	>"$T/nobody/xdg/pkcs11/modules/fvsoftokn.module"
 printf 'remote: %s\n' "$P11_KIT_SERVER_ADDRESS" >"$T/nobody/xdg/pkcs11/modules/fvremote.module"
+# An unrelated registration that cannot load is skipped, as p11-kit does.
+printf 'module: %s\n' "$T/nobody/no-such-module.so" >"$T/nobody/xdg/pkcs11/modules/fvbroken.module"
 chown -R nobody:nogroup "$T/nobody"
 chmod -R go+rX "$T/nobody"
 AS_NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
@@ -109,7 +111,7 @@ for name in fvremote fvsoftokn; do
 	expect_rc 0 "decrypt with the p11-kit module named '$name'"
 	cmp -s "$T/plain" "$T/nobody/$name.out" || fail "module '$name': wrong plain text"
 done
-pass "registered names: softokn with x-init-reserved, and a remote: registration"
+pass "registered names: softokn with x-init-reserved, and a remote: registration (a broken one beside them skipped)"
 
 # As root p11-kit ignores those registrations, and the message says so.
 write_config "$T/root-byname.json" "{\"provider\": \"pkcs11\", \"module\": \"fvsoftokn\",

@@ -23,7 +23,8 @@
 
 /* Descriptors of checked files an ENGINE loads (its own .so, a PKCS#11
  * module named by MODULE_PATH): open until the engine is gone, since an
- * engine may load a module only when it first needs it. */
+ * engine may load a module only when it first needs it, and the loader
+ * knows a loaded file by its /proc/self/fd/N name (provider.h). */
 #define ENGINE_MAX_FDS 4
 
 struct engine_backend {

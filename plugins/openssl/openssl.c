@@ -56,6 +56,7 @@ struct fv_instance {
 	OSSL_PROVIDER **providers;  /* "default" first, then the configured ones */
 	const char **provider_names;/* configured name of each (borrowed from cfg) */
 	void **provider_dls;        /* dlopen handle of each checked module, or NULL */
+	int *provider_fds;          /* its checked descriptor, open while loaded, or -1 */
 	size_t provider_count;
 	char *store_propq;          /* "?provider=<first configured>" or NULL */
 	int allow_host_oaep;
@@ -182,9 +183,14 @@ static void instance_unref(fv_instance *inst)
 	for (i = 0; inst->provider_dls && i <= inst->provider_count; i++)
 		if (inst->provider_dls[i])
 			dlclose(inst->provider_dls[i]);
+	/* Then the descriptors: the loader knew each module by its name. */
+	for (i = 0; inst->provider_fds && i <= inst->provider_count; i++)
+		if (inst->provider_fds[i] >= 0)
+			close(inst->provider_fds[i]);
 	free(inst->providers);
 	free(inst->provider_names);
 	free(inst->provider_dls);
+	free(inst->provider_fds);
 	OSSL_LIB_CTX_free(inst->libctx);
 	free(inst->store_propq);
 	free(inst->secret_ref);
@@ -248,9 +254,9 @@ static int load_one_provider(fv_instance *inst, const char *name, size_t index)
 			inst->location, index, name, path, name);
 	if (rc != FV_OK)
 		return rc;
+	inst->provider_fds[n] = fd; /* open until the module is unloaded */
 	fv_host_fd_path(fd_path, fd);
 	inst->provider_dls[n] = dlopen(fd_path, RTLD_NOW | RTLD_LOCAL);
-	close(fd);
 	if (!inst->provider_dls[n])
 		return ossl_host->error(FV_ERR_BACKEND,
 			"%s.providers[%zu]: '%s' cannot be loaded (%s)", inst->location, index,
@@ -293,8 +299,12 @@ static int load_providers(fv_instance *inst, const char *const *names,
 	inst->providers = calloc(count + 1, sizeof(*inst->providers)); // NOLINT(bugprone-sizeof-expression): an array of provider pointers
 	inst->provider_names = calloc(count + 1, sizeof(*inst->provider_names)); // NOLINT(bugprone-sizeof-expression): an array of names
 	inst->provider_dls = calloc(count + 2, sizeof(*inst->provider_dls)); // NOLINT(bugprone-sizeof-expression): an array of handles
-	if (!inst->libctx || !inst->providers || !inst->provider_names || !inst->provider_dls)
+	inst->provider_fds = malloc((count + 2) * sizeof(*inst->provider_fds));
+	if (!inst->libctx || !inst->providers || !inst->provider_names || !inst->provider_dls ||
+	    !inst->provider_fds)
 		return nomem(inst->location);
+	for (i = 0; i < count + 2; i++)
+		inst->provider_fds[i] = -1;
 	ERR_clear_error();
 	/* "default" parses files (OSSL_STORE "file:"), hashes and encodes the
 	 * public key; the others hold the keys. It is part of libcrypto. */

@@ -123,14 +123,13 @@ static int load_path(struct p11_module *mod, const char *where)
 			where, mod->spec);
 	if (rc != FV_OK)
 		return rc; /* the host's message names the file and what to fix */
+	/* Open while the module is loaded: the loader knows it by this name,
+	 * which must not come to mean another file (provider.h). */
+	mod->fd = fd;
 	fv_host_fd_path(fd_path, fd);
-	if (is_own_p11kit(fd)) {
-		rc = load_proxy(mod, fd_path, where);
-		close(fd);
-		return rc;
-	}
+	if (is_own_p11kit(fd))
+		return load_proxy(mod, fd_path, where);
 	mod->fns = p11_kit_module_load(fd_path, P11_KIT_MODULE_UNMANAGED | P11_KIT_MODULE_CRITICAL);
-	close(fd);
 	if (!mod->fns)
 		return P11_ERROR(FV_ERR_BACKEND,
 			"%s.module: '%s' cannot be loaded as a PKCS#11 module (%s); give the path of a PKCS#11 module (.so)",
@@ -222,6 +221,8 @@ static void module_free(struct p11_module *mod)
 		p11_kit_module_release(mod->fns);
 	if (mod->dl)
 		dlclose(mod->dl);
+	if (mod->fd >= 0)
+		close(mod->fd);
 #endif
 	free(mod->spec);
 	free(mod->path);
@@ -302,6 +303,8 @@ int p11_module_get(struct p11_module **out, const char *spec,
 	}
 
 	mod = calloc(1, sizeof(*mod));
+	if (mod)
+		mod->fd = -1;
 	if (!mod || !(mod->spec = strdup(spec)) ||
 	    (init_args && !(mod->init_args = strdup(init_args)))) {
 		pthread_mutex_unlock(&registry_lock);

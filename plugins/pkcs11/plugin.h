@@ -61,6 +61,7 @@ struct p11_module {
 	CK_FUNCTION_LIST *fns;    /* the one list everything here uses */
 	int loaded;               /* fns came from p11-kit and must be released */
 	void *dl;                 /* p11-kit's proxy: our dlopen handle, or NULL */
+	int fd;                   /* the checked file it was loaded from, or -1 */
 	int registered;           /* a p11-kit registration (managed by p11-kit) */
 	int initialized;          /* our C_Initialize succeeded: finalize at the end */
 	CK_INFO info;

@@ -184,8 +184,9 @@ static int normalise_secret_member(const fv_context *ctx, json_object *v)
 		return FV_OK;
 	}
 	as_written = json_object_to_json_string_ext(v, JSON_C_TO_STRING_NOSLASHESCAPE);
-	if (!as_written || !(text = strdup(as_written)) ||
-	    json_object_set_string(v, absolute) != 1) {
+	text = as_written ? strdup(as_written) : NULL;
+	if (!text || json_object_set_string(v, absolute) != 1) {
+		free(text);
 		free(absolute);
 		return fv__error_nomem();
 	}
@@ -664,7 +665,7 @@ static int load_file(fv_context *ctx)
 		return fv__error_restatus(FV_ERR_CONFIG);
 	/* The file opened, absolute and resolved: relative paths in it are
 	 * relative to its directory. */
-	if ((rc = fv__fd_path(fd, &real)) != FV_OK) {
+	if (fv__fd_path(fd, &real) != FV_OK) {
 		close(fd);
 		return fv__error_restatus(FV_ERR_CONFIG);
 	}

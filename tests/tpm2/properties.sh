@@ -20,7 +20,10 @@ tools_key() {
 	tpm2_encodeobject -Q -C 0x81000001 -u "$1.pub" -r "$1.priv" -o "$1.tss2"
 	tpm2_load -Q -C 0x81000001 -u "$1.pub" -r "$1.priv" -c "$1.ctx"
 	tpm2_evictcontrol -Q -C o -c "$1.ctx" "$3"
+	# tpm2-tools leaves its objects and a session behind on a direct TCTI.
 	tpm2_flushcontext -t
+	tpm2_flushcontext -l
+	tpm2_flushcontext -s
 }
 tools_key dup 'sensitivedataorigin|userwithauth|decrypt' 0x81000020
 tools_key sign 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|decrypt|sign' 0x81000021

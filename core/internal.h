@@ -46,6 +46,8 @@ FV_INTERNAL int fv__error_nomem(void);
 
 FV_INTERNAL void fv__log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* True when a line at `level` would be written: skip costly formatting. */
+FV_INTERNAL int fv__log_enabled(int level);
 FV_INTERNAL void fv__vlog(int level, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 

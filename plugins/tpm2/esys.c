@@ -65,7 +65,8 @@ const char *tpm2_tcti_name(const fv_instance *inst)
 	return inst->tcti ? inst->tcti : "(tpm2-tss default)";
 }
 
-/* TCTI modules tpm2-tss ships, and the Debian package of each library. */
+/* TCTI modules of tpm2-tss and tpm2-abrmd; Debian packages the library of
+ * each NAME as libtss2-tcti-NAME0. */
 static const char *const tcti_known[] = {
 	"device", "tabrmd", "swtpm", "mssim", "cmd", "pcap", "libtpms", "spi-helper", NULL
 };
@@ -576,6 +577,10 @@ int tpm2_decrypt(fv_instance *inst, const unsigned char *in, size_t in_len,
 		 * session), try once more. */
 		TPM2_LOG(FV_LOG_WARNING, "%s: TPM connection lost or TPM reset (%s); reconnecting",
 		         inst->where, tpm2_rc_text(r));
+		/* When the TPM itself answered, whatever of ours it still holds (the
+		 * key when only the session is gone) is flushed, not left behind. */
+		if ((r & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER)
+			tpm2_key_unload(inst);
 		tpm2_disconnect(inst);
 	}
 	if (r != TSS2_RC_SUCCESS)

@@ -327,8 +327,8 @@ int tpm2_session_start(fv_instance *inst, ESYS_TR salt_key, TPMA_SESSION attrs,
 				"TPM has no free session slot (%s); another program left sessions loaded: flush them (tpm2_flushcontext -l; -s for saved ones) or use a resource manager (tabrmd, /dev/tpmrm0)",
 				tpm2_rc_text(r));
 		return TPM2_ERROR(FV_ERR_BACKEND,
-			"TPM through TCTI '%s': cannot start a salted session (%s)",
-			tpm2_tcti_name(inst), tpm2_rc_text(r));
+			"TPM through TCTI '%s': cannot start a session salted to the key's storage parent (%s); the parent must be a storage (restricted decryption) key: check %s.parent, or the parent the key file records",
+			tpm2_tcti_name(inst), tpm2_rc_text(r), inst->where);
 	}
 	r = Esys_TRSess_SetAttributes(inst->esys, *out, attrs, 0xff);
 	if (r != TSS2_RC_SUCCESS) {

@@ -324,7 +324,7 @@ int cloud_base64_decode(const char *in, size_t len, unsigned char **out,
 		return FV_ERR_BACKEND;
 	}
 	*out = buf;
-	*out_len = (size_t)(n1 + n2);
+	*out_len = (size_t)n1 + (size_t)n2;
 	return FV_OK;
 }
 

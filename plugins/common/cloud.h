@@ -18,7 +18,8 @@
  * - A pool of curl easy handles: a request takes an idle handle (or makes
  *   one), so concurrent decrypts never share a handle, and each handle keeps
  *   its connection alive for the next request. DNS and TLS sessions are
- *   shared between the handles. cloud_http_perform is thread-safe.
+ *   shared between the handles. cloud_http_perform is thread-safe. A
+ *   forked child leaves its parent's connections alone and opens its own.
  * - TLS is always verified (peer and host name); opts.ca_file replaces the
  *   system CAs. Only https:// URLs are accepted unless the request sets
  *   allow_http (the link-local metadata endpoints, which are plain HTTP).

@@ -75,17 +75,6 @@ static void vault_instance_close(fv_instance *inst)
 	free(inst);
 }
 
-static int opt_string(const fv_config *cfg, const char *name, const char **out)
-{
-	int rc = vault_host->config_string(cfg, name, out);
-
-	if (rc == FV_ERR_NOT_FOUND || (rc == FV_OK && (!*out || !**out))) {
-		*out = NULL;
-		return FV_OK;
-	}
-	return rc;
-}
-
 /* Names that go into URL paths: Vault's own character set, no "..". */
 static int path_name_ok(const char *s, int slashes)
 {
@@ -124,16 +113,16 @@ static int vault_instance_open(const fv_config *cfg, fv_instance **out)
 
 	if (!location)
 		location = "keys.?";
-	if ((rc = opt_string(cfg, "address", &address)) != FV_OK ||
-	    (rc = opt_string(cfg, "mount", &mount)) != FV_OK ||
-	    (rc = opt_string(cfg, "key", &key)) != FV_OK ||
-	    (rc = opt_string(cfg, "namespace", &ns)) != FV_OK ||
-	    (rc = opt_string(cfg, "token", &token)) != FV_OK ||
-	    (rc = opt_string(cfg, "role_id", &role_id)) != FV_OK ||
-	    (rc = opt_string(cfg, "secret_id", &secret_id)) != FV_OK ||
-	    (rc = opt_string(cfg, "kubernetes_role", &k8s_role)) != FV_OK ||
-	    (rc = opt_string(cfg, "jwt_file", &jwt)) != FV_OK ||
-	    (rc = opt_string(cfg, "auth_mount", &auth_mount)) != FV_OK)
+	if ((rc = cloud_config_string(vault_host, cfg, "address", &address)) != FV_OK ||
+	    (rc = cloud_config_string(vault_host, cfg, "mount", &mount)) != FV_OK ||
+	    (rc = cloud_config_string(vault_host, cfg, "key", &key)) != FV_OK ||
+	    (rc = cloud_config_string(vault_host, cfg, "namespace", &ns)) != FV_OK ||
+	    (rc = cloud_config_string(vault_host, cfg, "token", &token)) != FV_OK ||
+	    (rc = cloud_config_string(vault_host, cfg, "role_id", &role_id)) != FV_OK ||
+	    (rc = cloud_config_string(vault_host, cfg, "secret_id", &secret_id)) != FV_OK ||
+	    (rc = cloud_config_string(vault_host, cfg, "kubernetes_role", &k8s_role)) != FV_OK ||
+	    (rc = cloud_config_string(vault_host, cfg, "jwt_file", &jwt)) != FV_OK ||
+	    (rc = cloud_config_string(vault_host, cfg, "auth_mount", &auth_mount)) != FV_OK)
 		return rc;
 	if (!address || strncmp(address, "https://", 8) != 0 || strlen(address) > 400)
 		return VAULT_ERROR(FV_ERR_CONFIG,
@@ -376,17 +365,7 @@ static int vault_key_public_der(fv_pkey *key, unsigned char *der, size_t *len)
 {
 	if (!key || !len)
 		return VAULT_ERROR(FV_ERR_USAGE, "vault-transit: key_public_der: missing argument");
-	if (!der) {
-		*len = key->der_len;
-		return FV_OK;
-	}
-	if (*len < key->der_len) {
-		*len = key->der_len;
-		return FV_ERR_BUFFER_TOO_SMALL;
-	}
-	memcpy(der, key->der, key->der_len);
-	*len = key->der_len;
-	return FV_OK;
+	return cloud_public_der_out(key->der, key->der_len, der, len);
 }
 
 static int vault_key_decrypt(fv_pkey *key, const unsigned char *in, size_t in_len,
@@ -440,19 +419,8 @@ static int vault_key_decrypt(fv_pkey *key, const unsigned char *in, size_t in_le
 		                 inst->location);
 		goto out;
 	}
-	if (plain_len > key->modulus_bytes - 66) {
-		rc = VAULT_ERROR(FV_ERR_BACKEND, "%s: Vault decrypted %zu bytes, more than RSA-OAEP allows",
-		                 inst->location, plain_len);
-		goto out;
-	}
-	if (!out || *out_len < plain_len) {
-		*out_len = plain_len;
-		rc = FV_ERR_BUFFER_TOO_SMALL;
-		goto out;
-	}
-	memcpy(out, plain, plain_len);
-	*out_len = plain_len;
-	rc = FV_OK;
+	rc = cloud_plaintext_out(vault_host, inst->location, plain, plain_len, key->modulus_bytes,
+	                         out, out_len);
 out:
 	cloud_buf_free(plain, plain_len);
 	cloud_json_free_wiped(resp);
@@ -474,22 +442,8 @@ static int vault_key_describe(fv_pkey *key, fv_key_description *d)
 {
 	if (!key || !d)
 		return FV_ERR_USAGE;
-#define FITS(member) (d->struct_size >= offsetof(fv_key_description, member) + sizeof(d->member))
-	if (FITS(oaep))
-		d->oaep = "vault-transit";
-	if (FITS(backend))
-		d->backend = "vault-transit";
-	if (FITS(location))
-		d->location = key->location;
-	if (FITS(remote_id))
-		d->remote_id = key->remote_id;
-	if (FITS(bits))
-		d->bits = key->bits;
-	if (FITS(properties_known)) {
-		d->properties = key->properties;
-		d->properties_known = key->properties_known;
-	}
-#undef FITS
+	cloud_describe_fill(d, "vault-transit", key->location, key->remote_id, key->bits,
+	                    key->properties, key->properties_known);
 	return FV_OK;
 }
 

@@ -538,7 +538,9 @@ int cloud_http_perform(struct cloud_http *http, const struct cloud_request *req,
 		if (c == CURLE_OK)
 			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-		handle_give_back(http, h, c == CURLE_OK);
+		/* Kept after errors too: libcurl drops a broken connection itself,
+		 * and a new handle would load the CA store again. */
+		handle_give_back(http, h, 1);
 
 		host->log(FV_LOG_DEBUG, "%s: %s: %s: %s %s -> %s%ld (%lld ms, attempt %u)",
 		          http->plugin, http->location, what, req->method, url_log,

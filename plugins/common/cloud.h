@@ -109,6 +109,9 @@ struct cloud_response {
 	char *body;               /* NUL-terminated; wiped by cloud_response_free */
 	size_t len;
 	char content_type[128];   /* "" when absent */
+	/* The first WWW-Authenticate header ("" when absent): a service's
+	 * bearer challenge, such as Key Vault's authority and resource. */
+	char www_authenticate[512];
 };
 
 struct cloud_request {

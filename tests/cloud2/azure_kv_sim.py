@@ -56,7 +56,7 @@ class State:
     def __init__(self, args):
         self.lock = threading.Lock()
         self.keys = {}         # name -> [version dicts], newest last
-        self.tokens = sim_common.Tokens(args.token_ttl)
+        self.tokens = sim_common.Tokens(args.token_ttl, args.token_log)
         self.resource = args.resource.rstrip("/")
         self.tenant = args.tenant
         self.client_id = args.client_id
@@ -354,6 +354,7 @@ def main():
     ap.add_argument("--static-token", help="file whose content is a valid vault token")
     ap.add_argument("--resource", default="https://vault.azure.net")
     ap.add_argument("--token-ttl", type=int, default=3599)
+    ap.add_argument("--token-log", help="append every token issued to this file")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     STATE = State(args)

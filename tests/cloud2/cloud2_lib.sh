@@ -75,3 +75,33 @@ cloud2_node_modules() {
 	) 9>"$dir/.flock" || fail "npm ci of tests/cloud2/package.json failed"
 	export NODE_PATH="$dir/node_modules"
 }
+
+# cloud2_serve_config FILE KEY_ENTRY_JSON PORT UPSTREAM_PORT: a configuration
+# with key "cloud" (the given entry) served by `flowvault serve`.
+cloud2_serve_config() {
+	cat >"$1" <<JSON
+{
+  "keys": { "cloud": $2 },
+  "serve": {
+    "listen": "127.0.0.1:$3",
+    "keys": ["cloud"],
+    "app_secrets": ["env:APP_SECRET"],
+    "upstream": "http://127.0.0.1:$4/logic",
+    "threads": 4
+  }
+}
+JSON
+	chmod 600 "$1"
+}
+
+# expect_no_secrets FILE...: none of the tokens the simulator issued (its
+# --token-log), nor the secrets in $SECRETS (space-separated), appear.
+expect_no_secrets() {
+	local s
+	if [ -s "$T/tokens.log" ]; then
+		! grep -qFf "$T/tokens.log" "$@" || fail "an access token appears in $*"
+	fi
+	for s in ${SECRETS:-}; do
+		expect_not_has "$s" "$@"
+	done
+}

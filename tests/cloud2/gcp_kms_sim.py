@@ -131,7 +131,7 @@ class State:
         self.key_rings = {}       # name -> createTime
         self.crypto_keys = {}     # name -> dict
         self.versions = {}        # name -> {"key": RSAPrivateKey, ...}
-        self.tokens = sim_common.Tokens(args.token_ttl)
+        self.tokens = sim_common.Tokens(args.token_ttl, args.token_log)
         self.faults = sim_common.Faults()
         self.sa = None            # (client_email, public key) for the JWT grant
         self.token_uri = "https://127.0.0.1:%d/token" % args.port
@@ -518,6 +518,7 @@ def main():
     ap.add_argument("--key-ring", action="append")
     ap.add_argument("--pending-reads", type=int, default=1,
                     help="reads of a new version that still see PENDING_GENERATION")
+    ap.add_argument("--token-log", help="append every token issued to this file")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     STATE = State(args)

@@ -55,15 +55,19 @@ class Tokens:
     """Opaque bearer tokens with an expiry, as an authorization server hands
     them out; `subject` says who the token was issued to."""
 
-    def __init__(self, ttl):
+    def __init__(self, ttl, log_path=None):
         self.ttl = ttl
         self.lock = threading.Lock()
         self.live = {}
+        self.log_path = log_path  # every token issued, one a line: tests grep logs for them
 
     def issue(self, prefix, subject, audience):
         token = prefix + secrets.token_urlsafe(32)
         with self.lock:
             self.live[token] = (subject, audience, time.time() + self.ttl)
+            if self.log_path:
+                with open(self.log_path, "a") as f:
+                    f.write(token + "\n")
         return token
 
     def add_static(self, token, subject, audience):
@@ -114,6 +118,14 @@ class Handler(BaseHTTPRequestHandler):
             sys.stderr.write("%s: %s\n" % (self.server.name, fmt % args))
 
     def read_body(self):
+        """The request body, read once: dispatch() reads it before anything
+        can answer, so that a refusal never leaves it unread on a
+        keep-alive connection."""
+        if getattr(self, "_body", None) is None:
+            self._body = self._read_body()
+        return self._body
+
+    def _read_body(self):
         length = self.headers.get("Content-Length")
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks = []
@@ -157,6 +169,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self):
         try:
+            self._body = None
+            self.read_body()
             if self.control():
                 return
             self.route(self.command)

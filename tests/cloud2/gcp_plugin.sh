@@ -1,0 +1,178 @@
+# The gcp-kms plugin end to end against the Cloud KMS simulator: generate,
+# pubkey (byte-identical to the service's key), each credential source
+# (service-account key file, metadata server, access token), a Flows round
+# trip through `flowvault serve` with the independent Node client, bad
+# ciphertext -> 421, wrong credentials -> exit 3 naming the source, throttling
+# and 5xx retried, a slow service -> 500 within the budget, one token for
+# many decrypts, and no token or secret in -vv output.
+. "$FV_SOURCE_DIR/tests/lib.sh"
+. "$FV_SOURCE_DIR/tests/flow/flow_lib.sh"
+. "$FV_SOURCE_DIR/tests/cloud2/cloud2_lib.sh"
+
+cloud2_ca
+PORT=$(cloud2_free_port)
+MD=$(cloud2_free_port)
+RING=projects/sim-project/locations/europe-west1/keyRings/flowvault
+VERSION=$RING/cryptoKeys/flows/cryptoKeyVersions/1
+head -c 30 /dev/urandom | base64 | tr -d '/+=' >"$T/static-token"
+cloud2_start gcp gcp_kms_sim.py --port "$PORT" --metadata-port "$MD" \
+	--cert "$T/server.pem" --key "$T/server.key" --sa-json "$T/sa.json" \
+	--static-token "$T/static-token" --key-ring "$RING" --token-log "$T/tokens.log"
+export STATIC_TOKEN=$(cat "$T/static-token") APP_SECRET=app-secret-42
+SECRETS="$STATIC_TOKEN $(grep -o 'MII[A-Za-z0-9+/]\{40\}' "$T/sa.json" | head -1)"
+EP="https://127.0.0.1:$PORT"
+
+entry() { # entry EXTRA_JSON_MEMBERS: a gcp-kms key entry for the simulator
+	echo "{\"provider\": \"gcp-kms\", \"key_version\": \"$VERSION\", \"endpoint\": \"$EP\",
+	       \"ca_file\": \"$T/ca.pem\"${1:+, $1}}"
+}
+config() { # config FILE EXTRA
+	printf '{"keys": {"cloud": %s}}\n' "$(entry "$2")" >"$1"
+	chmod 600 "$1"
+}
+config "$T/sa.json.conf" "\"credentials_file\": \"$T/sa.json\""
+config "$T/token.conf" '"access_token": "env:STATIC_TOKEN"'
+config "$T/md.conf" ""
+
+# generate, then the same again: refused, nothing changed.
+run "$FV" --config "$T/sa.json.conf" generate cloud
+expect_rc 0 "generate through a service-account key file"
+[ "$(sim_stats "$PORT" keys_created)" = 1 ] || fail "generate made no key"
+run "$FV" --config "$T/sa.json.conf" generate cloud
+expect_rc 3 "generate of an existing key"
+expect_err_has "already exists"
+[ "$(sim_stats "$PORT" keys_created)" = 1 ] || fail "the second generate made a key"
+pass "generate creates the key (HSM, ASYMMETRIC_DECRYPT) once and refuses to overwrite it"
+
+# pubkey: the very key Cloud KMS holds, read independently.
+curl -sf --cacert "$T/ca.pem" -H "Authorization: Bearer $STATIC_TOKEN" \
+	"$EP/v1/$VERSION/publicKey" | "$PY" -c 'import json,sys; sys.stdout.write(json.load(sys.stdin)["pem"])' \
+	>"$T/service.pub"
+for conf in sa.json token md; do
+	if [ "$conf" = md ]; then
+		run env GCE_METADATA_HOST="127.0.0.1:$MD" "$FV" --config "$T/$conf.conf" pubkey cloud
+	else
+		run "$FV" --config "$T/$conf.conf" pubkey cloud
+	fi
+	expect_rc 0 "pubkey with $conf credentials"
+	printf '%s\n' "$OUT" >"$T/$conf.pub"
+	cmp -s <(openssl pkey -pubin -in "$T/$conf.pub" -outform DER) \
+		<(openssl pkey -pubin -in "$T/service.pub" -outform DER) ||
+		fail "pubkey ($conf) differs from the key in Cloud KMS"
+done
+cmp -s "$T/sa.json.pub" "$T/service.pub" || fail "pubkey PEM is not byte-identical to the service's"
+pass "pubkey is byte-identical to the key in Cloud KMS, with each credential source (key file, metadata server, access token)"
+
+# keys: where OAEP runs and the remote identity.
+run "$FV" --config "$T/token.conf" keys
+expect_rc 0 "keys"
+expect_out_has "oaep: gcp-kms"
+expect_out_has "$VERSION (HSM)"
+pass "keys shows oaep: gcp-kms and the CryptoKeyVersion"
+
+# flow decrypt with each credential source; bad ciphertext is exit 6.
+node "$CLIENT" encrypt --pub "$T/service.pub" --payload '{"action":"ping","n":1}' >"$T/req.json"
+for conf in sa.json token md; do
+	run env GCE_METADATA_HOST="127.0.0.1:$MD" "$FV" -vv --config "$T/$conf.conf" flow decrypt cloud --in "$T/req.json"
+	expect_rc 0 "flow decrypt with $conf credentials"
+	expect_out_has '"n":1'
+	printf '%s\n%s\n' "$OUT" "$ERR" >"$T/vv-$conf.log"
+done
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/stranger.pem" 2>/dev/null
+openssl pkey -in "$T/stranger.pem" -pubout -out "$T/stranger.pub"
+node "$CLIENT" encrypt --pub "$T/stranger.pub" --payload '{"action":"ping"}' >"$T/stranger.json"
+run "$FV" -vv --config "$T/sa.json.conf" flow decrypt cloud --in "$T/stranger.json"
+expect_rc 6 "flow decrypt of a request to another key"
+expect_err_has "INVALID_ARGUMENT"
+printf '%s\n' "$ERR" >"$T/vv-bad.log"
+pass "decrypt with each credential source; a ciphertext for another key is refused (exit 6)"
+
+# Wrong credentials: exit 3, and the message says which source was used.
+export WRONG_TOKEN=ya29.not-a-real-token
+config "$T/wrong-token.conf" '"access_token": "env:WRONG_TOKEN"'
+run "$FV" --config "$T/wrong-token.conf" pubkey cloud
+expect_rc 3 "pubkey with a wrong access token"
+expect_err_has "access_token 'env:WRONG_TOKEN'"
+expect_err_has "UNAUTHENTICATED"
+"$PY" - "$T/sa.json" "$T/other-sa.json" <<'PY'
+import json, sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+doc = json.load(open(sys.argv[1]))
+doc["private_key"] = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+with open(sys.argv[2], "w") as f:
+    json.dump(doc, f)
+PY
+chmod 600 "$T/other-sa.json"
+config "$T/other-sa.conf" "\"credentials_file\": \"$T/other-sa.json\""
+run "$FV" --config "$T/other-sa.conf" pubkey cloud
+expect_rc 3 "pubkey with a service-account key the service does not know"
+expect_err_has "service-account key file '$T/other-sa.json'"
+expect_err_has "invalid_grant"
+run env GOOGLE_APPLICATION_CREDENTIALS="$T/other-sa.json" "$FV" --config "$T/md.conf" pubkey cloud
+expect_rc 3 "pubkey with a wrong GOOGLE_APPLICATION_CREDENTIALS"
+expect_err_has "GOOGLE_APPLICATION_CREDENTIALS"
+NOPE=$(cloud2_free_port)
+run env GCE_METADATA_HOST="127.0.0.1:$NOPE" "$FV" --config "$T/md.conf" pubkey cloud
+expect_rc 3 "pubkey with no metadata server"
+expect_err_has "metadata server"
+expect_err_has "127.0.0.1:$NOPE"
+pass "wrong credentials exit 3 naming the source (access_token, key file, GOOGLE_APPLICATION_CREDENTIALS, metadata server)"
+
+# serve: a Flows round trip, throttling and 5xx retried, one token for all.
+SPORT=$(cloud2_free_port)
+UP=$(cloud2_free_port)
+upstream_start "$UP"
+cloud2_serve_config "$T/serve.conf" "$(entry "\"credentials_file\": \"$T/sa.json\"")" "$SPORT" "$UP"
+tokens_before=$(sim_stats "$PORT" tokens_issued)
+"$FV" -vv --config "$T/serve.conf" serve >"$T/serve.out" 2>"$T/serve.log" &
+SERVE_PID=$!
+at_exit "kill -9 $SERVE_PID"
+wait_port "$SPORT" 20
+URL="http://127.0.0.1:$SPORT/flows"
+for i in 1 2 3 4 5; do
+	post --url "$URL" --pub "$T/service.pub" --secret "$APP_SECRET" \
+		--payload "{\"version\":\"3.0\",\"action\":\"data_exchange\",\"flow_token\":\"t$i\",\"data\":{\"i\":$i}}"
+	expect_field status 200
+	expect_field response.data.echo "{\"i\": $i}"
+done
+pass "Flows round trip through serve (5 requests, Node client, upstream answers)"
+post --url "$URL" --pub "$T/stranger.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+expect_field status 421
+pass "serve: a request encrypted to another key -> 421"
+
+decrypts=$(sim_stats "$PORT" decrypts)
+sim_faults "$PORT" '{"throttle": 2}'
+post --url "$URL" --pub "$T/service.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+expect_field status 200
+sim_faults "$PORT" '{"error5xx": 2}'
+post --url "$URL" --pub "$T/service.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+expect_field status 200
+[ "$(sim_stats "$PORT" decrypts)" = $((decrypts + 2)) ] || fail "decrypts after retries: $(sim_stats "$PORT")"
+grep -q "HTTP 429" "$T/serve.log" || fail "no 429 in the debug log"
+grep -q "HTTP 503" "$T/serve.log" || fail "no 503 in the debug log"
+pass "throttling (429 RESOURCE_EXHAUSTED) and 503 are retried within the deadline"
+
+tokens=$(( $(sim_stats "$PORT" tokens_issued) - tokens_before ))
+[ "$tokens" = 1 ] || fail "serve fetched $tokens tokens for 9 decrypts; expected 1"
+pass "serve fetched one access token for all its decrypts"
+serve_stop
+expect_no_secrets "$T"/vv-*.log "$T/serve.log" "$T/serve.out"
+pass "no access token, JWT key or static token in -vv output"
+
+# A slow service: 500 within the plugin's budget, not a hang or a 421.
+cloud2_serve_config "$T/slow.conf" "$(entry "\"access_token\": \"env:STATIC_TOKEN\", \"timeout_ms\": 1500, \"attempt_timeout_ms\": 1000")" "$SPORT" "$UP"
+"$FV" --config "$T/slow.conf" serve >"$T/slow.out" 2>"$T/slow.log" &
+SERVE_PID=$!
+at_exit "kill -9 $SERVE_PID"
+wait_port "$SPORT" 20
+sim_faults "$PORT" '{"delay_ms": 4000}'
+start=$(date +%s%N)
+post --url "$URL" --pub "$T/service.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+sim_faults "$PORT" '{"delay_ms": 0}'
+expect_field status 500
+[ "$elapsed_ms" -lt 4000 ] || fail "a slow Cloud KMS held the request ${elapsed_ms} ms (budget 1500 ms)"
+serve_stop
+pass "a slow Cloud KMS -> 500 after ${elapsed_ms} ms (budget 1500 ms), not 421"

@@ -91,6 +91,19 @@
 
 #include <flowvault/provider.h>
 
+/*
+ * `return CLOUD_ERROR(host, FV_ERR_AUTH, "...", ...);` records the message
+ * and returns the status. The analyzer cannot see through the host's
+ * function pointer that error() returns its non-zero argument; state it.
+ */
+#ifdef __clang_analyzer__
+#define CLOUD_ERROR(host, status, ...) \
+	__extension__({ int cloud_status_ = (status); \
+	                (void)(host)->error(cloud_status_, __VA_ARGS__); cloud_status_; })
+#else
+#define CLOUD_ERROR(host, status, ...) ((host)->error((status), __VA_ARGS__))
+#endif
+
 /* Defaults: WhatsApp waits 10 s for a Flows reply; serve needs some of it. */
 #define CLOUD_TIMEOUT_MS_DEFAULT 8000
 #define CLOUD_ATTEMPT_TIMEOUT_MS_DEFAULT 3000

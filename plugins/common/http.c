@@ -379,12 +379,9 @@ static struct curl_slist *build_headers(const struct cloud_request *req, int *fa
 			goto fail;
 		list = next;
 	}
-	/* Without this libcurl sends "Expect: 100-continue" on larger bodies:
-	 * one more round trip. */
-	next = curl_slist_append(list, "Expect:");
-	if (!next)
-		goto fail;
-	list = next;
+	/* No "Expect:" header to suppress 100-continue: libcurl 7.88 only
+	 * sends it above 1 MiB, and its SigV4 would sign the empty header,
+	 * which is never sent, so AWS would refuse the signature. */
 	if (req->secret_header_name && req->secret_header_value &&
 	    req->secret_header_value->data) {
 		size_t n = strlen(req->secret_header_name) + 2 + req->secret_header_value->len + 1;
@@ -544,8 +541,8 @@ int cloud_http_perform(struct cloud_http *http, const struct cloud_request *req,
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
 		handle_give_back(http, h, c == CURLE_OK);
 
-		host->log(FV_LOG_DEBUG, "%s: %s: %s %s -> %s%ld (%lld ms, attempt %u)",
-		          http->plugin, http->location, req->method, url_log,
+		host->log(FV_LOG_DEBUG, "%s: %s: %s: %s %s -> %s%ld (%lld ms, attempt %u)",
+		          http->plugin, http->location, what, req->method, url_log,
 		          c == CURLE_OK ? "HTTP " : "", c == CURLE_OK ? status : (long)c,
 		          (long long)(cloud_now_ms() - now), attempt);
 

@@ -16,11 +16,6 @@
 
 #include "cloud.h"
 
-#ifndef CLOUD_ERROR
-/* Record the message and return the status (host->error's contract). */
-#define CLOUD_ERROR(host, status, ...) ((host)->error((status), __VA_ARGS__))
-#endif
-
 #define AZ_PLUGIN "azure-keyvault"
 #define AZ_API_VERSION "7.4"
 #define AZ_AUTHORITY_DEFAULT "https://login.microsoftonline.com"

@@ -16,11 +16,6 @@
 
 #include "cloud.h"
 
-#ifndef CLOUD_ERROR
-/* Record the message and return the status (host->error's contract). */
-#define CLOUD_ERROR(host, status, ...) ((host)->error((status), __VA_ARGS__))
-#endif
-
 #define GCP_PLUGIN "gcp-kms"
 #define GCP_ENDPOINT_DEFAULT "https://cloudkms.googleapis.com"
 #define GCP_METADATA_HOST_DEFAULT "169.254.169.254"

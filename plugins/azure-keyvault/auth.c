@@ -428,11 +428,12 @@ static int fetch_managed_identity(void *arg, int64_t deadline_ms, struct cloud_s
 	return rc;
 }
 
-int az_request(struct fv_instance *inst, struct cloud_request *req, int64_t deadline_ms,
+int az_request(struct fv_instance *inst, const struct cloud_request *req, int64_t deadline_ms,
                struct cloud_response *resp)
 {
 	struct az_auth *a = &inst->auth;
 	struct cloud_secret bearer = { NULL, 0 };
+	struct cloud_request authorized = *req;
 	cloud_token_fetch_fn fetch;
 	int attempt, rc = FV_OK;
 
@@ -442,7 +443,8 @@ int az_request(struct fv_instance *inst, struct cloud_request *req, int64_t dead
 			return rc;
 	}
 	fetch = a->kind == AZ_AUTH_CLIENT_SECRET ? fetch_client_secret : fetch_managed_identity;
-	req->secret_header_name = "Authorization";
+	authorized.secret_header_name = "Authorization";
+	authorized.secret_header_value = &bearer;
 	for (attempt = 0; attempt < 2; attempt++) {
 		if (a->kind == AZ_AUTH_TOKEN)
 			rc = cloud_secret_set(az_host, a->token.value.data, a->token.value.len, &bearer);
@@ -450,8 +452,7 @@ int az_request(struct fv_instance *inst, struct cloud_request *req, int64_t dead
 			rc = cloud_token_get(az_host, &a->token, fetch, inst, deadline_ms, &bearer);
 		if (rc != FV_OK)
 			break;
-		req->secret_header_value = &bearer;
-		rc = cloud_http_perform(inst->http, req, deadline_ms, resp);
+		rc = cloud_http_perform(inst->http, &authorized, deadline_ms, resp);
 		if (rc != FV_OK || resp->status != 401 || a->kind == AZ_AUTH_TOKEN || attempt == 1)
 			break;
 		az_host->log(FV_LOG_DEBUG, "%s: %s: %s: the token was refused; fetching a new one",
@@ -460,7 +461,6 @@ int az_request(struct fv_instance *inst, struct cloud_request *req, int64_t dead
 		cloud_secret_clear(az_host, &bearer);
 		cloud_response_free(resp);
 	}
-	req->secret_header_value = NULL;
 	cloud_secret_clear(az_host, &bearer);
 	return rc;
 }

@@ -70,7 +70,7 @@ void az_auth_close(struct az_auth *auth);
  * with a token for that resource. A 401 later drops the cached token and
  * tries once more. FV_OK with any HTTP status in *resp.
  */
-int az_request(struct fv_instance *inst, struct cloud_request *req, int64_t deadline_ms,
+int az_request(struct fv_instance *inst, const struct cloud_request *req, int64_t deadline_ms,
                struct cloud_response *resp);
 
 #endif /* FLOWVAULT_AZURE_KEYVAULT_H */

@@ -164,6 +164,9 @@ struct cloud_request {
 	void *retry_arg;
 	/* For messages: what this request is ("Decrypt", "token exchange"). */
 	const char *what;
+	/* 0: the instance's attempt_timeout_ms. Longer for a request the
+	 * service may take seconds to answer (creating an HSM key). */
+	long attempt_timeout_ms;
 };
 
 struct cloud_secret {

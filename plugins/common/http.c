@@ -520,7 +520,10 @@ int cloud_http_perform(struct cloud_http *http, const struct cloud_request *req,
 				last_error[0] ? "; last: " : "", last_error);
 			break;
 		}
-		attempt_ms = left < http->attempt_timeout_ms ? (long)left : http->attempt_timeout_ms;
+		attempt_ms = req->attempt_timeout_ms > 0 ? req->attempt_timeout_ms
+		                                         : http->attempt_timeout_ms;
+		if (left < attempt_ms)
+			attempt_ms = (long)left;
 		connect_ms = attempt_ms < http->connect_timeout_ms ? attempt_ms : http->connect_timeout_ms;
 		attempt++;
 

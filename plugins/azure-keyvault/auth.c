@@ -20,16 +20,6 @@
 
 #include "azure.h"
 
-static char *dup_string(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *copy = malloc(n);
-
-	if (copy)
-		memcpy(copy, s, n);
-	return copy;
-}
-
 static int optional_string(const fv_config *cfg, const char *name, const char **out)
 {
 	*out = NULL;
@@ -67,9 +57,9 @@ int az_auth_open(struct fv_instance *inst, const fv_config *cfg)
 	optional_string(cfg, "client_id", &client);
 	if (az_host->config_bool(cfg, "managed_identity", &managed) != FV_OK)
 		managed = 0;
-	if (client && !(a->client_id = dup_string(client)))
+	if (client && !(a->client_id = strdup(client)))
 		return CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
-	if (tenant && !(a->tenant_id = dup_string(tenant)))
+	if (tenant && !(a->tenant_id = strdup(tenant)))
 		return CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
 
 	if (optional_string(cfg, "access_token", &token_ref)) {
@@ -102,7 +92,7 @@ int az_auth_open(struct fv_instance *inst, const fv_config *cfg)
 		if (strncmp(authority, "https://", 8) != 0 || strpbrk(authority, "?# \t\r\n"))
 			return CLOUD_ERROR(az_host, FV_ERR_CONFIG,
 				"%s.authority_host: '%s' is not an https:// URL", inst->location, authority);
-		if (!(a->authority = dup_string(authority)))
+		if (!(a->authority = strdup(authority)))
 			return CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
 		n = strlen(a->authority);
 		while (n > 8 && a->authority[n - 1] == '/')
@@ -121,7 +111,7 @@ int az_auth_open(struct fv_instance *inst, const fv_config *cfg)
 	if (strpbrk(imds, "?# \t\r\n"))
 		return CLOUD_ERROR(az_host, FV_ERR_CONFIG,
 			"%s.imds_endpoint: '%s' must not have a query", inst->location, imds);
-	if (!(a->imds_url = dup_string(imds)))
+	if (!(a->imds_url = strdup(imds)))
 		return CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
 	snprintf(a->source, sizeof(a->source), "managed identity (%s%s%s, IMDS %s)",
 	         client ? "client_id " : "system-assigned", client ? client : "",
@@ -317,7 +307,7 @@ static char *form_escape(const char *s)
 
 	if (!e)
 		return NULL;
-	copy = dup_string(e);
+	copy = strdup(e);
 	curl_free(e);
 	return copy;
 }

@@ -23,6 +23,9 @@
 #define AZ_PLUGIN_VERSION "1.0.0"
 #define AZ_BITS 2048
 #define AZ_MODULUS_BYTES (AZ_BITS / 8)
+/* Creating an HSM key can take seconds: more than a decrypt's budget. */
+#define AZ_CREATE_BUDGET_MS 30000
+#define AZ_CREATE_ATTEMPT_MS 20000
 
 const fv_host *az_host;
 
@@ -65,16 +68,6 @@ static const fv_config_field az_fields[] = {
 };
 
 /* ---- Small helpers ---- */
-
-static char *dup_string(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *copy = malloc(n);
-
-	if (copy)
-		memcpy(copy, s, n);
-	return copy;
-}
 
 /* Key Vault names: letters, digits and '-'; versions: hex digits. */
 static int valid_name(const char *s, int hex_only)
@@ -207,10 +200,10 @@ static int az_instance_open(const fv_config *cfg, fv_instance **out)
 	inst = calloc(1, sizeof(*inst));
 	if (!inst)
 		return CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
-	inst->location = dup_string(location);
-	inst->vault_url = dup_string(vault);
-	inst->key_name = dup_string(name);
-	inst->key_version = version ? dup_string(version) : NULL;
+	inst->location = strdup(location);
+	inst->vault_url = strdup(vault);
+	inst->key_name = strdup(name);
+	inst->key_version = version ? strdup(version) : NULL;
 	inst->software = strcmp(kty, "RSA") == 0;
 	host = vault + 8;
 	n = strcspn(host, "/:");
@@ -360,7 +353,7 @@ static int key_from_bundle(struct fv_instance *inst, struct fv_pkey *key,
 		goto out;
 	}
 	snprintf(key->kty, sizeof(key->kty), "%s", kty);
-	key->kid = dup_string(kid);
+	key->kid = strdup(kid);
 	rc = key->kid ? key_url(inst, version + 1, "decrypt", &key->decrypt_url)
 	              : CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
 out:
@@ -640,7 +633,8 @@ static int az_key_generate(fv_instance *inst)
 	req.body_len = text_len;
 	req.idempotent = 0; /* a second Create Key would add a second version */
 	req.what = "Create Key";
-	rc = az_request(inst, &req, cloud_deadline(inst->http), &resp);
+	req.attempt_timeout_ms = AZ_CREATE_ATTEMPT_MS;
+	rc = az_request(inst, &req, cloud_now_ms() + AZ_CREATE_BUDGET_MS, &resp);
 	cloud_buf_free(text, text_len);
 	free(url);
 	if (rc != FV_OK)
@@ -661,7 +655,7 @@ static int az_key_generate(fv_instance *inst)
 			"%s: Create Key answered without a kid", inst->location);
 	} else {
 		free(inst->generated_version);
-		inst->generated_version = dup_string(version + 1);
+		inst->generated_version = strdup(version + 1);
 		rc = inst->generated_version ? FV_OK : CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
 		if (rc == FV_OK)
 			az_host->log(FV_LOG_INFO, "%s: %s: created %s (%s, RSA-2048, decrypt only); set "

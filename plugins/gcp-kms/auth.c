@@ -28,16 +28,6 @@
 #define SA_FILE_MAX (64 * 1024)
 #define JWT_LIFETIME_S 3600
 
-static char *dup_string(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *copy = malloc(n);
-
-	if (copy)
-		memcpy(copy, s, n);
-	return copy;
-}
-
 /* The whole file, NUL-terminated, wiped and freed by the caller. */
 static int read_small_file(const struct fv_instance *inst, const char *path, char **out,
                            size_t *out_len)
@@ -136,9 +126,9 @@ static int load_service_account(struct fv_instance *inst, const char *path, cons
 			inst->location, path, how);
 		goto out;
 	}
-	a->sa_email = dup_string(email);
-	a->sa_key_id = dup_string(key_id ? key_id : "");
-	a->token_uri = dup_string(token_uri);
+	a->sa_email = strdup(email);
+	a->sa_key_id = strdup(key_id ? key_id : "");
+	a->token_uri = strdup(token_uri);
 	if (!a->sa_email || !a->sa_key_id || !a->token_uri) {
 		rc = CLOUD_ERROR(gcp_host, FV_ERR_NOMEM, "out of memory");
 		goto out;
@@ -206,7 +196,7 @@ int gcp_auth_open(struct fv_instance *inst, const fv_config *cfg)
 			"%s: $GCE_METADATA_HOST '%s' is not HOST or HOST:PORT", inst->location, env);
 	snprintf(url, sizeof(url),
 	         "http://%s/computeMetadata/v1/instance/service-accounts/default/token", env);
-	a->metadata_url = dup_string(url);
+	a->metadata_url = strdup(url);
 	if (!a->metadata_url)
 		return CLOUD_ERROR(gcp_host, FV_ERR_NOMEM, "out of memory");
 	snprintf(a->source, sizeof(a->source), "metadata server %s%s", env,

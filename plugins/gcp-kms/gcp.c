@@ -27,6 +27,9 @@
 /* How long generate waits for Cloud KMS to make the key (HSM keys take a
  * few seconds; the version is PENDING_GENERATION until then). */
 #define GCP_GENERATE_WAIT_MS 60000
+/* cryptoKeys.create may take longer than a decrypt's attempt budget. */
+#define GCP_CREATE_BUDGET_MS 30000
+#define GCP_CREATE_ATTEMPT_MS 20000
 
 const fv_host *gcp_host;
 
@@ -55,16 +58,6 @@ static const fv_config_field gcp_fields[] = {
 };
 
 /* ---- Small helpers ---- */
-
-static char *dup_string(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *copy = malloc(n);
-
-	if (copy)
-		memcpy(copy, s, n);
-	return copy;
-}
 
 static uint32_t crc32c(const void *data, size_t len)
 {
@@ -148,7 +141,7 @@ static void google_error(const struct cloud_response *resp, char *status, size_t
  */
 static int kms_request(struct fv_instance *inst, const char *method, const char *url,
                        const char *body, size_t body_len, int idempotent, const char *what,
-                       int64_t deadline_ms, struct cloud_response *resp)
+                       int64_t deadline_ms, long attempt_ms, struct cloud_response *resp)
 {
 	static const char *const json_headers[] = {
 		"Content-Type: application/json", "Accept: application/json", NULL
@@ -165,6 +158,7 @@ static int kms_request(struct fv_instance *inst, const char *method, const char 
 	req.body_len = body_len;
 	req.idempotent = idempotent;
 	req.what = what;
+	req.attempt_timeout_ms = attempt_ms;
 	req.secret_header_name = "Authorization";
 	for (attempt = 0; attempt < 2; attempt++) {
 		rc = gcp_auth_header(inst, deadline_ms, &bearer);
@@ -264,9 +258,9 @@ static int gcp_instance_open(const fv_config *cfg, fv_instance **out)
 	inst = calloc(1, sizeof(*inst));
 	if (!inst)
 		return CLOUD_ERROR(gcp_host, FV_ERR_NOMEM, "out of memory");
-	inst->location = dup_string(location);
-	inst->version_name = dup_string(name);
-	inst->endpoint = dup_string(endpoint);
+	inst->location = strdup(location);
+	inst->version_name = strdup(name);
+	inst->endpoint = strdup(endpoint);
 	inst->software = strcmp(level, "SOFTWARE") == 0;
 	if (!inst->location || !inst->version_name || !inst->endpoint) {
 		gcp_instance_close(inst);
@@ -394,7 +388,7 @@ static int gcp_key_open(fv_instance *inst, fv_pkey **out)
 		rc = url_join(inst, inst->version_name, "/publicKey", &url);
 	if (rc == FV_OK)
 		rc = kms_request(inst, "GET", url, NULL, 0, 1, "getPublicKey",
-		                 cloud_deadline(inst->http), &resp);
+		                 cloud_deadline(inst->http), 0, &resp);
 	free(url);
 	if (rc != FV_OK) {
 		gcp_key_close(key);
@@ -546,7 +540,7 @@ static int gcp_key_decrypt(fv_pkey *key, const unsigned char *in, size_t in_len,
 		return rc;
 	/* Decrypting twice changes nothing: safe to retry. */
 	rc = kms_request(inst, "POST", key->decrypt_url, body, body_len, 1, "asymmetricDecrypt",
-	                 cloud_deadline(inst->http), &resp);
+	                 cloud_deadline(inst->http), 0, &resp);
 	cloud_buf_free(body, body_len);
 	if (rc != FV_OK)
 		return rc;
@@ -643,7 +637,7 @@ static int wait_enabled(struct fv_instance *inst)
 		const char *state = NULL;
 
 		rc = kms_request(inst, "GET", url, NULL, 0, 1, "cryptoKeyVersions.get",
-		                 cloud_deadline(inst->http), &resp);
+		                 cloud_deadline(inst->http), 0, &resp);
 		if (rc != FV_OK)
 			break;
 		if (resp.status != 200) {
@@ -715,7 +709,7 @@ static int gcp_key_generate(fv_instance *inst)
 	 * retry fail with "already exists" for a key we did create. */
 	if (rc == FV_OK)
 		rc = kms_request(inst, "POST", url, body, body_len, 0, "cryptoKeys.create",
-		                 cloud_deadline(inst->http), &resp);
+		                 cloud_now_ms() + GCP_CREATE_BUDGET_MS, GCP_CREATE_ATTEMPT_MS, &resp);
 	if (rc == FV_OK) {
 		if (resp.status != 200) {
 			char object[600];

@@ -31,7 +31,7 @@ import time
 import urllib.parse
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sim_common  # noqa: E402
@@ -66,6 +66,7 @@ class State:
                 self.client_secret = f.read().strip()
         self.authority = "https://127.0.0.1:%d" % args.port
         self.msi_client_id = args.msi_client_id
+        self.key_pool = sim_common.KeyPool()
 
 
 STATE = None  # the simulator's State, set by main()
@@ -221,7 +222,7 @@ class VaultHandler(sim_common.Handler):
         now = int(time.time())
         version = {"name": name, "id": secrets.token_hex(16), "kty": kty, "key_ops": ops,
                    "tags": tags,
-                   "key": rsa.generate_private_key(public_exponent=exponent, key_size=size),
+                   "key": STATE.key_pool.take(size, exponent),
                    "attributes": {"enabled": attributes.get("enabled", True), "created": now,
                                   "updated": now, "recoveryLevel": "Recoverable+Purgeable",
                                   "recoverableDays": 90, "exportable": False}}
@@ -362,6 +363,7 @@ def main():
         with open(args.static_token) as f:
             STATE.tokens.add_static(f.read().strip(), "static", STATE.resource)
     faults = sim_common.Faults()
+    faults.tokens = STATE.tokens
     VaultHandler.faults = faults
     ImdsHandler.faults = faults
     sim_common.serve(VaultHandler, args.port, "azure-kv", args.cert, args.key, args.verbose)

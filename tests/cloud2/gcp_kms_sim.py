@@ -137,6 +137,7 @@ class State:
         self.token_uri = "https://127.0.0.1:%d/token" % args.port
         self.metadata_email = "flowvault-test@sim-project.iam.gserviceaccount.com"
         self.pending_reads = args.pending_reads
+        self.key_pool = sim_common.KeyPool()
         for ring in args.key_ring or []:
             self.key_rings[ring] = now_rfc3339()
 
@@ -293,7 +294,7 @@ class KmsHandler(sim_common.Handler):
                 raise ApiError("NOT_FOUND", "CryptoKeyVersion %s not found." % name)
             # Asymmetric versions are generated asynchronously: the first
             # reads after create see PENDING_GENERATION.
-            if v["state"] == "PENDING_GENERATION":
+            if v["state"] == "PENDING_GENERATION" and v["key"] is not None:
                 if v["pending_reads"] > 0:
                     v["pending_reads"] -= 1
                 else:
@@ -345,13 +346,19 @@ class KmsHandler(sim_common.Handler):
                    "protectionLevel": protection, "labels": labels, "createTime": now_rfc3339()}
             STATE.crypto_keys[name] = key
         if not skip:
-            private = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS[algorithm])
             vname = name + "/cryptoKeyVersions/1"
+            version = {"name": vname, "key": None, "state": "PENDING_GENERATION",
+                       "pending_reads": STATE.pending_reads, "algorithm": algorithm,
+                       "protectionLevel": protection, "createTime": key["createTime"]}
             with STATE.lock:
-                STATE.versions[vname] = {
-                    "name": vname, "key": private, "state": "PENDING_GENERATION",
-                    "pending_reads": STATE.pending_reads, "algorithm": algorithm,
-                    "protectionLevel": protection, "createTime": key["createTime"]}
+                STATE.versions[vname] = version
+
+            # As Cloud KMS: the key material is made after create answers.
+            def generate():
+                private = STATE.key_pool.take(RSA_BITS[algorithm])
+                with STATE.lock:
+                    version["key"] = private
+            threading.Thread(target=generate, daemon=True).start()
         self.faults.count("keys_created")
         self.reply(200, key_json(key, numeric))
 
@@ -528,6 +535,7 @@ def main():
         with open(args.static_token) as f:
             STATE.tokens.add_static(f.read().strip(), "static", AUDIENCE)
     faults = sim_common.Faults()
+    faults.tokens = STATE.tokens
     STATE.faults = faults
     KmsHandler.faults = faults
     MetadataHandler.faults = faults

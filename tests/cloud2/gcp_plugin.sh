@@ -157,6 +157,13 @@ pass "throttling (429 RESOURCE_EXHAUSTED) and 503 are retried within the deadlin
 tokens=$(( $(sim_stats "$PORT" tokens_issued) - tokens_before ))
 [ "$tokens" = 1 ] || fail "serve fetched $tokens tokens for 9 decrypts; expected 1"
 pass "serve fetched one access token for all its decrypts"
+sim_faults "$PORT" '{"revoke_tokens": true}'
+post --url "$URL" --pub "$T/service.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+expect_field status 200
+tokens=$(( $(sim_stats "$PORT" tokens_issued) - tokens_before ))
+[ "$tokens" = 2 ] || fail "after a revocation serve fetched $tokens tokens in all; expected 2"
+grep -q "refused; fetching a new one" "$T/serve.log" || fail "no token refresh in the debug log"
+pass "a revoked token (401) is replaced once and the request still succeeds"
 serve_stop
 expect_no_secrets "$T"/vv-*.log "$T/serve.log" "$T/serve.out"
 pass "no access token, JWT key or static token in -vv output"

@@ -3,13 +3,16 @@ server on loopback, JSON replies, fault injection and counters.
 
 Fault injection and counters live under /_sim/ on the service's own port;
 the real services have no such paths, and the plugins never call them.
-  POST /_sim/faults  {"throttle": N, "error5xx": N, "delay_ms": MS, "reset": true}
+  POST /_sim/faults  {"throttle": N, "error5xx": N, "delay_ms": MS, "reset": true,
+                      "revoke_tokens": true}
       the next N requests to the API answer 429 (throttle) or 503 (error5xx);
-      every API request waits delay_ms first
+      every API request waits delay_ms first; revoke_tokens invalidates every
+      token issued so far (not the static one), as a revocation would
   GET  /_sim/stats   {"tokens_issued": N, "api_requests": N, "decrypts": N, ...}
 """
 import base64
 import json
+import queue
 import secrets
 import ssl
 import sys
@@ -25,6 +28,7 @@ class Faults:
         self.error5xx = 0
         self.delay_ms = 0
         self.stats = {}
+        self.tokens = None  # the simulator's Tokens, for revoke_tokens
 
     def count(self, name, n=1):
         with self.lock:
@@ -49,6 +53,8 @@ class Faults:
             self.throttle = int(spec.get("throttle", self.throttle))
             self.error5xx = int(spec.get("error5xx", self.error5xx))
             self.delay_ms = int(spec.get("delay_ms", self.delay_ms))
+        if spec.get("revoke_tokens") and self.tokens:
+            self.tokens.revoke()
 
 
 class Tokens:
@@ -73,6 +79,11 @@ class Tokens:
     def add_static(self, token, subject, audience):
         with self.lock:
             self.live[token] = (subject, audience, time.time() + 10 * 365 * 86400)
+            self.static = token
+
+    def revoke(self):
+        with self.lock:
+            self.live = {t: v for t, v in self.live.items() if t == getattr(self, "static", None)}
 
     def check(self, token, audience):
         """(subject, None) or (None, reason)."""
@@ -86,6 +97,27 @@ class Tokens:
         if aud != audience:
             return None, "token for another audience"
         return subject, None
+
+
+class KeyPool:
+    """RSA-2048 keys made ahead by a background thread: on a loaded machine
+    making one in a request can take seconds, which would test the load, not
+    the client."""
+
+    def __init__(self, ready=3):
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        self.rsa = rsa
+        self.keys = queue.Queue(maxsize=ready)
+        threading.Thread(target=self.fill, daemon=True).start()
+
+    def fill(self):
+        while True:
+            self.keys.put(self.rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+    def take(self, bits=2048, exponent=65537):
+        if bits == 2048 and exponent == 65537:
+            return self.keys.get()
+        return self.rsa.generate_private_key(public_exponent=exponent, key_size=bits)
 
 
 def b64decode_strict(text, urlsafe=False):

@@ -309,9 +309,11 @@ static int key_from_bundle(struct fv_instance *inst, struct fv_pkey *key,
 	size_t i;
 
 	if (cloud_json_parse(resp->body, resp->len, &doc) != FV_OK ||
-	    !json_object_object_get_ex(doc, "key", &jwk) || !json_object_is_type(jwk, json_type_object))
+	    !json_object_object_get_ex(doc, "key", &jwk) || !json_object_is_type(jwk, json_type_object)) {
+		json_object_put(doc);
 		return CLOUD_ERROR(az_host, FV_ERR_BACKEND,
 			"%s: Get Key of '%s' answered without a key", inst->location, inst->key_name);
+	}
 	kid = cloud_json_string(jwk, "kid", NULL);
 	kty = cloud_json_string(jwk, "kty", NULL);
 	if (json_object_object_get_ex(jwk, "key_ops", &ops) && json_object_is_type(ops, json_type_array))

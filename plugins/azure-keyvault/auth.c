@@ -26,23 +26,6 @@ static int optional_string(const fv_config *cfg, const char *name, const char **
 	return az_host->config_string(cfg, name, out) == FV_OK && *out && **out;
 }
 
-/* "Bearer <token>" kept in secure memory. */
-static int bearer_set(const char *token, size_t len, struct cloud_secret *out)
-{
-	size_t n = len + 8;
-	char *bearer = OPENSSL_malloc(n);
-	int rc;
-
-	if (!bearer)
-		return CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
-	memcpy(bearer, "Bearer ", 7);
-	memcpy(bearer + 7, token, len);
-	bearer[n - 1] = '\0';
-	rc = cloud_secret_set(az_host, bearer, n - 1, out);
-	OPENSSL_clear_free(bearer, n);
-	return rc;
-}
-
 int az_auth_open(struct fv_instance *inst, const fv_config *cfg)
 {
 	struct az_auth *a = &inst->auth;
@@ -76,7 +59,7 @@ int az_auth_open(struct fv_instance *inst, const fv_config *cfg)
 				"%s.access_token: the token from '%s' is empty or has a line break",
 				inst->location, token_ref);
 		}
-		rc = bearer_set(raw.data, raw.len, &a->token.value);
+		rc = cloud_bearer_set(az_host, raw.data, raw.len, &a->token.value);
 		cloud_secret_clear(az_host, &raw);
 		a->token.refresh_at_ms = INT64_MAX;
 		return rc;
@@ -254,51 +237,27 @@ static int challenge(struct fv_instance *inst, const struct cloud_request *req,
 static int token_from_response(struct fv_instance *inst, const struct cloud_response *resp,
                                struct cloud_secret *out, int64_t *lifetime_s)
 {
-	json_object *doc = NULL, *exp = NULL;
-	const char *token;
-	size_t len = 0;
-	int rc;
+	int rc = cloud_oauth_token(az_host, resp, out, lifetime_s);
 
-	if (cloud_json_parse(resp->body, resp->len, &doc) != FV_OK)
-		return CLOUD_ERROR(az_host, FV_ERR_BACKEND,
-			"%s: the token service of the %s answered HTTP %ld without JSON",
-			inst->location, inst->auth.source, resp->status);
-	token = cloud_json_string(doc, "access_token", &len);
-	/* Entra ID sends expires_in as a number, IMDS as a string. */
-	*lifetime_s = 0;
-	if (json_object_object_get_ex(doc, "expires_in", &exp))
-		*lifetime_s = json_object_is_type(exp, json_type_string)
-			? strtoll(json_object_get_string(exp), NULL, 10) : json_object_get_int64(exp);
-	if (!token || !len || strpbrk(token, "\r\n") || *lifetime_s <= 0) {
-		cloud_json_free_wiped(doc);
+	if (rc == FV_ERR_BACKEND)
 		return CLOUD_ERROR(az_host, FV_ERR_BACKEND,
 			"%s: the token service of the %s answered without a usable access_token/expires_in",
 			inst->location, inst->auth.source);
-	}
-	rc = bearer_set(token, len, out);
-	cloud_json_free_wiped(doc);
 	return rc;
 }
 
 static int token_refused(struct fv_instance *inst, const struct cloud_response *resp)
 {
-	json_object *doc = NULL;
-	const char *error = NULL, *description = NULL;
-	int rc;
+	char error[64], description[400];
 
-	if (cloud_json_parse(resp->body, resp->len, &doc) == FV_OK) {
-		error = cloud_json_string(doc, "error", NULL);
-		description = cloud_json_string(doc, "error_description", NULL);
-	}
-	rc = CLOUD_ERROR(az_host, resp->status >= 500 ? FV_ERR_BACKEND : FV_ERR_AUTH,
-		"%s: no token for Key Vault from the %s: HTTP %ld%s%s%s%.300s; %s",
-		inst->location, inst->auth.source, resp->status, error ? " " : "", error ? error : "",
-		description ? ": " : "", description ? description : "",
+	cloud_oauth_error(resp, error, sizeof(error), description, sizeof(description));
+	return CLOUD_ERROR(az_host, resp->status >= 500 ? FV_ERR_BACKEND : FV_ERR_AUTH,
+		"%s: no token for Key Vault from the %s: HTTP %ld %s%s%s; %s",
+		inst->location, inst->auth.source, resp->status, error, description[0] ? ": " : "",
+		description,
 		inst->auth.kind == AZ_AUTH_CLIENT_SECRET
 			? "check tenant_id, client_id and the secret client_secret refers to"
 			: "check that the machine has a managed identity with access to the vault");
-	json_object_put(doc);
-	return rc;
 }
 
 static char *form_escape(const char *s)

@@ -70,7 +70,8 @@
  * thread fetches while the others wait. `fetch` reports the lifetime in
  * seconds, or 0 for a token that never expires (a configured one). After
  * the service refused a token (401), cloud_token_invalidate() makes the
- * next cloud_token_get() fetch a new one.
+ * next cloud_token_get() fetch a new one. cloud_oauth_token() and
+ * cloud_oauth_error() read a token service's answers.
  *
  * Configuration
  * -------------
@@ -225,6 +226,20 @@ int cloud_token_get(const fv_host *host, struct cloud_token *t,
 void cloud_token_invalidate(struct cloud_token *t, const struct cloud_secret *used);
 /* Tokens fetched so far: for tests that prove none is fetched per decrypt. */
 uint64_t cloud_token_fetches(struct cloud_token *t);
+
+/* "Bearer <token>" into *bearer (secure memory), the Authorization value. */
+int cloud_bearer_set(const fv_host *host, const char *token, size_t len,
+                     struct cloud_secret *bearer);
+/* An OAuth 2.0 token answer ({"access_token", "expires_in"}, the lifetime a
+ * number or, as Azure's IMDS sends it, a string) as "Bearer <token>" in
+ * *bearer and the lifetime in seconds. FV_ERR_BACKEND, with no message (the
+ * caller names the token service), when it holds no usable token. */
+int cloud_oauth_token(const fv_host *host, const struct cloud_response *resp,
+                      struct cloud_secret *bearer, int64_t *lifetime_s);
+/* An OAuth 2.0 error answer's "error" and "error_description" ("" when
+ * absent), truncated to fit. */
+void cloud_oauth_error(const struct cloud_response *resp, char *error, size_t error_len,
+                       char *description, size_t description_len);
 
 /* ---- Configuration ---- */
 

@@ -1,10 +1,14 @@
 /*
  * A cached bearer token, shared by the threads of one plugin instance: one
- * fetch when it is missing or about to expire, never one per decrypt. See
- * cloud.h.
+ * fetch when it is missing or about to expire, never one per decrypt; and
+ * the OAuth 2.0 answers tokens come in. See cloud.h.
  */
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 
 #include "cloud.h"
 
@@ -85,4 +89,65 @@ uint64_t cloud_token_fetches(struct cloud_token *t)
 	n = t->fetches;
 	pthread_mutex_unlock(&t->lock);
 	return n;
+}
+
+/* ---- OAuth 2.0 answers ---- */
+
+int cloud_bearer_set(const fv_host *host, const char *token, size_t len,
+                     struct cloud_secret *bearer)
+{
+	size_t n = len + 8;
+	char *value = OPENSSL_malloc(n);
+	int rc;
+
+	if (!value)
+		return CLOUD_ERROR(host, FV_ERR_NOMEM, "out of memory");
+	memcpy(value, "Bearer ", 7);
+	memcpy(value + 7, token, len);
+	value[n - 1] = '\0';
+	rc = cloud_secret_set(host, value, n - 1, bearer);
+	OPENSSL_clear_free(value, n);
+	return rc;
+}
+
+int cloud_oauth_token(const fv_host *host, const struct cloud_response *resp,
+                      struct cloud_secret *bearer, int64_t *lifetime_s)
+{
+	json_object *doc = NULL, *exp = NULL;
+	const char *token;
+	size_t len = 0;
+	int rc;
+
+	if (cloud_json_parse(resp->body, resp->len, &doc) != FV_OK)
+		return FV_ERR_BACKEND;
+	token = cloud_json_string(doc, "access_token", &len);
+	/* A number in RFC 6749; Azure's IMDS sends a string. */
+	*lifetime_s = 0;
+	if (json_object_object_get_ex(doc, "expires_in", &exp)) {
+		if (json_object_is_type(exp, json_type_string))
+			*lifetime_s = strtoll(json_object_get_string(exp), NULL, 10);
+		else if (json_object_is_type(exp, json_type_int))
+			*lifetime_s = json_object_get_int64(exp);
+	}
+	if (!token || !len || strpbrk(token, "\r\n") || *lifetime_s <= 0)
+		rc = FV_ERR_BACKEND;
+	else
+		rc = cloud_bearer_set(host, token, len, bearer);
+	cloud_json_free_wiped(doc);
+	return rc;
+}
+
+void cloud_oauth_error(const struct cloud_response *resp, char *error, size_t error_len,
+                       char *description, size_t description_len)
+{
+	json_object *doc = NULL;
+	const char *e = NULL, *d = NULL;
+
+	if (cloud_json_parse(resp->body, resp->len, &doc) == FV_OK) {
+		e = cloud_json_string(doc, "error", NULL);
+		d = cloud_json_string(doc, "error_description", NULL);
+	}
+	snprintf(error, error_len, "%s", e ? e : "");
+	snprintf(description, description_len, "%s", d ? d : "");
+	json_object_put(doc);
 }

@@ -164,14 +164,12 @@ int gcp_auth_open(struct fv_instance *inst, const fv_config *cfg)
 				inst->location, token_ref);
 		{
 			/* Kept as the header value the requests send. */
-			size_t n = a->token.value.len + 8;
-			char *bearer = OPENSSL_malloc(n);
+			struct cloud_secret raw = a->token.value;
 
-			if (!bearer)
-				return CLOUD_ERROR(gcp_host, FV_ERR_NOMEM, "out of memory");
-			snprintf(bearer, n, "Bearer %s", a->token.value.data);
-			rc = cloud_secret_set(gcp_host, bearer, n - 1, &a->token.value);
-			OPENSSL_clear_free(bearer, n);
+			a->token.value.data = NULL;
+			a->token.value.len = 0;
+			rc = cloud_bearer_set(gcp_host, raw.data, raw.len, &a->token.value);
+			cloud_secret_clear(gcp_host, &raw);
 			if (rc != FV_OK)
 				return rc;
 		}
@@ -216,63 +214,30 @@ void gcp_auth_close(struct gcp_auth *a)
 
 /* ---- Token responses ---- */
 
-/* {"access_token": "...", "expires_in": N, "token_type": "Bearer"} into
- * "Bearer <token>"; both token services answer this way. */
 static int token_from_response(struct fv_instance *inst, const struct cloud_response *resp,
                                struct cloud_secret *out, int64_t *lifetime_s)
 {
-	json_object *doc = NULL;
-	const char *token;
-	size_t len = 0, n;
-	char *bearer;
-	int rc;
+	int rc = cloud_oauth_token(gcp_host, resp, out, lifetime_s);
 
-	if (cloud_json_parse(resp->body, resp->len, &doc) != FV_OK)
-		return CLOUD_ERROR(gcp_host, FV_ERR_BACKEND,
-			"%s: the token service of the %s answered HTTP %ld without JSON",
-			inst->location, inst->auth.source, resp->status);
-	token = cloud_json_string(doc, "access_token", &len);
-	if (!token || !len || strpbrk(token, "\r\n") ||
-	    !cloud_json_int(doc, "expires_in", lifetime_s) || *lifetime_s <= 0) {
-		cloud_json_free_wiped(doc);
+	if (rc == FV_ERR_BACKEND)
 		return CLOUD_ERROR(gcp_host, FV_ERR_BACKEND,
 			"%s: the token service of the %s answered without a usable access_token/expires_in",
 			inst->location, inst->auth.source);
-	}
-	n = len + 8;
-	bearer = OPENSSL_malloc(n);
-	if (!bearer) {
-		cloud_json_free_wiped(doc);
-		return CLOUD_ERROR(gcp_host, FV_ERR_NOMEM, "out of memory");
-	}
-	snprintf(bearer, n, "Bearer %s", token);
-	rc = cloud_secret_set(gcp_host, bearer, n - 1, out);
-	OPENSSL_clear_free(bearer, n);
-	cloud_json_free_wiped(doc);
 	return rc;
 }
 
-/* An OAuth error answer: {"error": "invalid_grant", "error_description": "..."}. */
 static int token_refused(struct fv_instance *inst, const struct cloud_response *resp)
 {
-	json_object *doc = NULL;
-	const char *error = NULL, *description = NULL;
-	int rc;
+	char error[64], description[400];
 
-	if (cloud_json_parse(resp->body, resp->len, &doc) == FV_OK) {
-		error = cloud_json_string(doc, "error", NULL);
-		description = cloud_json_string(doc, "error_description", NULL);
-	}
-	rc = CLOUD_ERROR(gcp_host, resp->status >= 500 ? FV_ERR_BACKEND : FV_ERR_AUTH,
-		"%s: no access token from the %s: HTTP %ld%s%s%s%s; %s",
-		inst->location, inst->auth.source, resp->status,
-		error ? " " : "", error ? error : "", description ? ": " : "",
-		description ? description : "",
+	cloud_oauth_error(resp, error, sizeof(error), description, sizeof(description));
+	return CLOUD_ERROR(gcp_host, resp->status >= 500 ? FV_ERR_BACKEND : FV_ERR_AUTH,
+		"%s: no access token from the %s: HTTP %ld %s%s%s; %s",
+		inst->location, inst->auth.source, resp->status, error, description[0] ? ": " : "",
+		description,
 		inst->auth.kind == GCP_AUTH_SERVICE_ACCOUNT
 			? "check that the key is not deleted or disabled in IAM"
 			: "check that the instance has a service account with the cloudkms scope");
-	json_object_put(doc);
-	return rc;
 }
 
 /* ---- Service account: the JWT bearer grant ---- */

@@ -105,3 +105,75 @@ expect_no_secrets() {
 		expect_not_has "$s" "$@"
 	done
 }
+
+# cloud2_serve_checks SERVICE ENTRY SLOW_ENTRY: flowvault serve with key entry
+# ENTRY (credentials from a token service) against the simulator on $PORT: a
+# Flows round trip with the Node client, 421 for $T/stranger.pub, 429 and
+# 503 retried, one token for all decrypts, a revoked token replaced, no
+# secret in the -vv log; then SLOW_ENTRY (timeout_ms 1500) against a slow
+# service: 500 within the budget. Needs $T/service.pub and $APP_SECRET.
+cloud2_serve_checks() {
+	local SPORT UP URL decrypts tokens tokens_before start elapsed_ms i
+	SPORT=$(cloud2_free_port)
+	UP=$(cloud2_free_port)
+	upstream_start "$UP"
+	cloud2_serve_config "$T/serve.conf" "$2" "$SPORT" "$UP"
+	tokens_before=$(sim_stats "$PORT" tokens_issued)
+	"$FV" -vv --config "$T/serve.conf" serve >"$T/serve.out" 2>"$T/serve.log" &
+	SERVE_PID=$!
+	at_exit "kill -9 $SERVE_PID"
+	wait_port "$SPORT" 20
+	URL="http://127.0.0.1:$SPORT/flows"
+	for i in 1 2 3 4 5; do
+		post --url "$URL" --pub "$T/service.pub" --secret "$APP_SECRET" \
+			--payload "{\"version\":\"3.0\",\"action\":\"data_exchange\",\"flow_token\":\"t$i\",\"data\":{\"i\":$i}}"
+		expect_field status 200
+		expect_field response.data.echo "{\"i\": $i}"
+	done
+	pass "Flows round trip through serve (5 requests, Node client, upstream answers)"
+	post --url "$URL" --pub "$T/stranger.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+	expect_field status 421
+	pass "serve: a request encrypted to another key -> 421"
+
+	decrypts=$(sim_stats "$PORT" decrypts)
+	sim_faults "$PORT" '{"throttle": 2}'
+	post --url "$URL" --pub "$T/service.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+	expect_field status 200
+	sim_faults "$PORT" '{"error5xx": 2}'
+	post --url "$URL" --pub "$T/service.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+	expect_field status 200
+	[ "$(sim_stats "$PORT" decrypts)" = $((decrypts + 2)) ] || fail "decrypts after retries: $(sim_stats "$PORT")"
+	grep -q "HTTP 429" "$T/serve.log" || fail "no 429 in the debug log"
+	grep -q "HTTP 503" "$T/serve.log" || fail "no 503 in the debug log"
+	pass "throttling (429) and 503 are retried within the deadline"
+
+	tokens=$(( $(sim_stats "$PORT" tokens_issued) - tokens_before ))
+	[ "$tokens" = 1 ] || fail "serve fetched $tokens tokens for 9 decrypts; expected 1"
+	pass "serve fetched one token for all its decrypts"
+	sim_faults "$PORT" '{"revoke_tokens": true}'
+	post --url "$URL" --pub "$T/service.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+	expect_field status 200
+	tokens=$(( $(sim_stats "$PORT" tokens_issued) - tokens_before ))
+	[ "$tokens" = 2 ] || fail "after a revocation serve fetched $tokens tokens in all; expected 2"
+	grep -q "refused; fetching a new one" "$T/serve.log" || fail "no token refresh in the debug log"
+	pass "a revoked token (401) is replaced once and the request still succeeds"
+	serve_stop
+	expect_no_secrets "$T"/vv-*.log "$T/serve.log" "$T/serve.out"
+	pass "no token or secret in -vv output"
+
+	# A slow service: 500 within the plugin's budget, not a hang or a 421.
+	cloud2_serve_config "$T/slow.conf" "$3" "$SPORT" "$UP"
+	"$FV" --config "$T/slow.conf" serve >"$T/slow.out" 2>"$T/slow.log" &
+	SERVE_PID=$!
+	at_exit "kill -9 $SERVE_PID"
+	wait_port "$SPORT" 20
+	sim_faults "$PORT" '{"delay_ms": 4000}'
+	start=$(date +%s%N)
+	post --url "$URL" --pub "$T/service.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+	elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+	sim_faults "$PORT" '{"delay_ms": 0}'
+	expect_field status 500
+	[ "$elapsed_ms" -lt 4000 ] || fail "a slow $1 held the request ${elapsed_ms} ms (budget 1500 ms)"
+	serve_stop
+	pass "a slow $1 -> 500 after ${elapsed_ms} ms (budget 1500 ms), not 421"
+}

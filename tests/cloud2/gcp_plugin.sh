@@ -124,3 +124,37 @@ pass "wrong credentials exit 3 naming the source (access_token, key file, GOOGLE
 # all, a revoked token replaced; a slow service -> 500 within the budget.
 cloud2_serve_checks "Cloud KMS" "$(entry "\"credentials_file\": \"$T/sa.json\"")" \
 	"$(entry "\"access_token\": \"env:STATIC_TOKEN\", \"timeout_ms\": 1500, \"attempt_timeout_ms\": 1000")"
+
+# Tokens are refreshed shortly before they expire: with a 10 s lifetime a
+# token serves until 5 s before its end (half the lifetime, for short ones);
+# the request after that fetches one new token, the next one reuses it.
+P3=$(cloud2_free_port)
+MD3=$(cloud2_free_port)
+cloud2_start gcp3 gcp_kms_sim.py --port "$P3" --metadata-port "$MD3" --cert "$T/server.pem" \
+	--key "$T/server.key" --key-ring "$RING" --token-ttl 10 --pending-reads 0
+EP="https://127.0.0.1:$P3"
+config "$T/ttl.conf" ""
+GCE_METADATA_HOST="127.0.0.1:$MD3" "$FV" --config "$T/ttl.conf" -q generate cloud >/dev/null
+GCE_METADATA_HOST="127.0.0.1:$MD3" "$FV" --config "$T/ttl.conf" pubkey cloud >"$T/ttl.pub"
+SPORT=$(cloud2_free_port)
+UP=$(cloud2_free_port)
+upstream_start "$UP"
+cloud2_serve_config "$T/ttl-serve.conf" "$(entry "")" "$SPORT" "$UP"
+GCE_METADATA_HOST="127.0.0.1:$MD3" "$FV" --config "$T/ttl-serve.conf" serve >"$T/ttl.out" 2>"$T/ttl.log" &
+SERVE_PID=$!
+at_exit "kill -9 $SERVE_PID"
+wait_port "$SPORT" 20
+URL="http://127.0.0.1:$SPORT/flows"
+post --url "$URL" --pub "$T/ttl.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+expect_field status 200
+sleep 6 # past the refresh point of any token fetched so far
+before=$(sim_stats "$P3" tokens_issued)
+post --url "$URL" --pub "$T/ttl.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+expect_field status 200
+[ "$(sim_stats "$P3" tokens_issued)" = $((before + 1)) ] || fail "no new token near expiry: $(sim_stats "$P3")"
+post --url "$URL" --pub "$T/ttl.pub" --secret "$APP_SECRET" --payload '{"action":"ping"}'
+expect_field status 200
+[ "$(sim_stats "$P3" tokens_issued)" = $((before + 1)) ] || fail "a token was fetched within the lifetime of the last one"
+[ "$(sim_stats "$P3" bad_tokens)" = 0 ] || fail "an expired token was sent: $(sim_stats "$P3")"
+serve_stop
+pass "a token is used until shortly before it expires, then replaced before any request is refused"

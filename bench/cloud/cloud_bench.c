@@ -45,6 +45,15 @@ struct job {
 	long failed;
 };
 
+/* A positive count from the command line; 0 when it is not one. */
+static long count_arg(const char *s)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+
+	return *s && !*end && v > 0 ? v : 0;
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -66,7 +75,7 @@ static int encrypt_to(const char *pub_path, const unsigned char *msg, size_t msg
 	         EVP_PKEY_encrypt(ctx, ct, ct_len, msg, msg_len) > 0;
 
 	if (f)
-		fclose(f);
+		(void)fclose(f);
 	EVP_PKEY_CTX_free(ctx);
 	EVP_PKEY_free(pub);
 	return ok;
@@ -134,13 +143,23 @@ static void *raw_worker(void *arg)
 
 static int run(const char *mode, struct job *proto, long threads)
 {
-	pthread_t *tids = calloc((size_t)threads, sizeof(*tids));
-	struct job *jobs = calloc((size_t)threads, sizeof(*jobs));
+	pthread_t *tids;
+	struct job *jobs;
 	long t, failed = 0;
 	double start, secs;
 
-	if (!tids || !jobs)
+	if (threads <= 0 || proto->count <= 0) {
+		fprintf(stderr, "%s: THREADS and COUNT must be positive numbers\n", mode);
+		return 2;
+	}
+	tids = calloc((size_t)threads, sizeof(*tids));
+	jobs = calloc((size_t)threads, sizeof(*jobs));
+
+	if (!tids || !jobs) {
+		free(tids);
+		free(jobs);
 		return 1;
+	}
 	start = now_s();
 	for (t = 0; t < threads; t++) {
 		jobs[t] = *proto;
@@ -186,9 +205,9 @@ static int plugin_mode(int argc, char **argv)
 	j.ct = ct;
 	j.ct_len = ct_len;
 	j.expect = msg;
-	j.count = atol(argv[6]);
-	j.pause_ms = argc > 7 ? atol(argv[7]) : 0;
-	rc = run("plugin", &j, atol(argv[5]));
+	j.count = count_arg(argv[6]);
+	j.pause_ms = argc > 7 ? count_arg(argv[7]) : 0;
+	rc = run("plugin", &j, count_arg(argv[5]));
 	fv_key_free(key);
 	fv_context_free(ctx);
 	return rc;
@@ -207,7 +226,7 @@ static int raw_mode(int argc, char **argv)
 	if (argc < 7 || !(f = fopen(argv[6], "r")))
 		return 2;
 	n = fread(body, 1, sizeof(body) - 1, f);
-	fclose(f);
+	(void)fclose(f);
 	while (n && (body[n - 1] == '\n'))
 		n--;
 	body[n] = '\0';
@@ -221,8 +240,8 @@ static int raw_mode(int argc, char **argv)
 	j.body = body;
 	j.body_len = n;
 	j.headers = headers;
-	j.count = atol(argv[5]);
-	rc = run("raw", &j, atol(argv[4]));
+	j.count = count_arg(argv[5]);
+	rc = run("raw", &j, count_arg(argv[4]));
 	curl_slist_free_all(headers);
 	return rc;
 }

@@ -77,18 +77,6 @@ static int region_valid(const char *r)
 	return i > 0 && i < 64;
 }
 
-/* An optional string field: FV_OK with *out NULL when absent. */
-static int opt_string(const fv_config *cfg, const char *name, const char **out)
-{
-	int rc = aws_host->config_string(cfg, name, out);
-
-	if (rc == FV_ERR_NOT_FOUND || (rc == FV_OK && (!*out || !**out))) {
-		*out = NULL;
-		return FV_OK;
-	}
-	return rc;
-}
-
 static char *dup_opt(const char *s, int *failed)
 {
 	char *d;
@@ -114,12 +102,12 @@ static int aws_instance_open(const fv_config *cfg, fv_instance **out)
 
 	if (!location)
 		location = "keys.?";
-	if ((rc = opt_string(cfg, "region", &region)) != FV_OK ||
-	    (rc = opt_string(cfg, "key_id", &key_id)) != FV_OK ||
-	    (rc = opt_string(cfg, "endpoint", &endpoint)) != FV_OK ||
-	    (rc = opt_string(cfg, "access_key_id", &akid)) != FV_OK ||
-	    (rc = opt_string(cfg, "secret_access_key", &secret)) != FV_OK ||
-	    (rc = opt_string(cfg, "session_token", &token)) != FV_OK)
+	if ((rc = cloud_config_string(aws_host, cfg, "region", &region)) != FV_OK ||
+	    (rc = cloud_config_string(aws_host, cfg, "key_id", &key_id)) != FV_OK ||
+	    (rc = cloud_config_string(aws_host, cfg, "endpoint", &endpoint)) != FV_OK ||
+	    (rc = cloud_config_string(aws_host, cfg, "access_key_id", &akid)) != FV_OK ||
+	    (rc = cloud_config_string(aws_host, cfg, "secret_access_key", &secret)) != FV_OK ||
+	    (rc = cloud_config_string(aws_host, cfg, "session_token", &token)) != FV_OK)
 		return rc;
 	if (!region || !region_valid(region))
 		return AWS_ERROR(FV_ERR_CONFIG,
@@ -311,17 +299,7 @@ static int aws_key_public_der(fv_pkey *key, unsigned char *der, size_t *len)
 {
 	if (!key || !len)
 		return AWS_ERROR(FV_ERR_USAGE, "aws-kms: key_public_der: missing argument");
-	if (!der) {
-		*len = key->der_len;
-		return FV_OK;
-	}
-	if (*len < key->der_len) {
-		*len = key->der_len;
-		return FV_ERR_BUFFER_TOO_SMALL;
-	}
-	memcpy(der, key->der, key->der_len);
-	*len = key->der_len;
-	return FV_OK;
+	return cloud_public_der_out(key->der, key->der_len, der, len);
 }
 
 static int aws_key_decrypt(fv_pkey *key, const unsigned char *in, size_t in_len,
@@ -367,20 +345,8 @@ static int aws_key_decrypt(fv_pkey *key, const unsigned char *in, size_t in_len,
 		               inst->location);
 		goto out;
 	}
-	if (plain_len > key->modulus_bytes - 66) {
-		rc = AWS_ERROR(FV_ERR_BACKEND,
-			"%s: AWS KMS Decrypt answered %zu bytes, more than RSA-OAEP allows", inst->location,
-			plain_len);
-		goto out;
-	}
-	if (!out || *out_len < plain_len) {
-		*out_len = plain_len;
-		rc = FV_ERR_BUFFER_TOO_SMALL;
-		goto out;
-	}
-	memcpy(out, plain, plain_len);
-	*out_len = plain_len;
-	rc = FV_OK;
+	rc = cloud_plaintext_out(aws_host, inst->location, plain, plain_len, key->modulus_bytes,
+	                         out, out_len);
 out:
 	cloud_buf_free(plain, plain_len);
 	cloud_json_free_wiped(resp);
@@ -402,25 +368,10 @@ static int aws_key_describe(fv_pkey *key, fv_key_description *d)
 {
 	if (!key || !d)
 		return FV_ERR_USAGE;
-#define FITS(member) (d->struct_size >= offsetof(fv_key_description, member) + sizeof(d->member))
-	if (FITS(oaep))
-		d->oaep = "aws-kms";
-	if (FITS(backend))
-		d->backend = "aws-kms";
-	if (FITS(location))
-		d->location = key->location;
-	if (FITS(remote_id))
-		d->remote_id = key->arn;
-	if (FITS(bits))
-		d->bits = key->bits;
 	/* KMS never exports an asymmetric private key; GetPublicKey said the
 	 * key only encrypts and decrypts. */
-	if (FITS(properties_known)) {
-		d->properties = 0;
-		d->properties_known = FV_KEY_PROP_EXTRACTABLE | FV_KEY_PROP_CAN_SIGN |
-		                      FV_KEY_PROP_IN_HOST_MEMORY;
-	}
-#undef FITS
+	cloud_describe_fill(d, "aws-kms", key->location, key->arn, key->bits, 0,
+	                    FV_KEY_PROP_EXTRACTABLE | FV_KEY_PROP_CAN_SIGN | FV_KEY_PROP_IN_HOST_MEMORY);
 	return FV_OK;
 }
 

@@ -101,10 +101,9 @@ static int read_small_file(const char *path, const char *what, char **out, size_
 static int parse_iso8601(const char *s, time_t *out)
 {
 	struct tm tm;
-	const char *rest;
 
 	memset(&tm, 0, sizeof(tm));
-	if (!s || !(rest = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)))
+	if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
 		return 0;
 	*out = timegm(&tm);
 	return *out != (time_t)-1;

@@ -175,8 +175,11 @@ int kms_call(struct fv_instance *inst, const char *op, json_object *request,
 	err->status = resp.status;
 	error_type_of(doc, err->type, sizeof(err->type));
 	error_message_of(doc, err->message, sizeof(err->message));
-	if (is_auth_error(err->type))
-		aws_creds_forget(inst, creds); /* fetch them again next time */
+	/* Temporary credentials may have been revoked or rotated early: fetch
+	 * them again next time. Static ones would only be read (or prompted
+	 * for) again to the same end. */
+	if (is_auth_error(err->type) && creds->expires_at_ms)
+		aws_creds_forget(inst, creds);
 	rc = report_service_error(inst, op, creds, err);
 out:
 	cloud_json_free_wiped(doc);

@@ -18,7 +18,8 @@
  * - A pool of curl easy handles: a request takes an idle handle (or makes
  *   one), so concurrent decrypts never share a handle, and each handle keeps
  *   its connection alive for the next request. DNS and TLS sessions are
- *   shared between the handles. cloud_http_perform is thread-safe.
+ *   shared between the handles. cloud_http_perform is thread-safe. A
+ *   forked child leaves its parent's connections alone and opens its own.
  * - TLS is always verified (peer and host name); opts.ca_file replaces the
  *   system CAs. Only https:// URLs are accepted unless the request sets
  *   allow_http (the link-local metadata endpoints, which are plain HTTP).
@@ -78,8 +79,14 @@
  * CLOUD_HTTP_CONFIG_FIELDS expands to the fields every cloud plugin shares
  * (ca_file, timeout_ms, attempt_timeout_ms, connect_timeout_ms); put it in
  * the plugin's fv_config_field array and read them with
- * cloud_http_config_read(). Document them under the plugin in
- * docs/flowvault.json.5.
+ * cloud_http_config_read(); cloud_config_string() reads an optional string.
+ * Document them under the plugin in docs/flowvault.json.5.
+ *
+ * Provider glue
+ * -------------
+ * cloud_public_der_out(), cloud_plaintext_out() and cloud_describe_fill()
+ * implement the parts of key_public_der, key_decrypt and key_describe that
+ * are the same for every service.
  */
 #ifndef FLOWVAULT_CLOUD_H
 #define FLOWVAULT_CLOUD_H
@@ -247,6 +254,28 @@ void cloud_oauth_error(const struct cloud_response *resp, char *error, size_t er
  * FV_ERR_CONFIG with a message on a value out of range. */
 int cloud_http_config_read(const fv_host *host, const fv_config *cfg,
                            struct cloud_http_opts *opts);
+
+/* An optional string field: FV_OK with *out NULL when absent or empty. */
+int cloud_config_string(const fv_host *host, const fv_config *cfg, const char *name,
+                        const char **out);
+
+/* ---- Provider glue every cloud plugin needs ---- */
+
+/* key_public_der's contract for a DER kept by the plugin: size query,
+ * FV_ERR_BUFFER_TOO_SMALL, copy. */
+int cloud_public_der_out(const unsigned char *src, size_t src_len, unsigned char *der,
+                         size_t *len);
+/* key_decrypt's output: check the plain text fits RSA-OAEP for a modulus
+ * of `modulus_bytes` (FV_ERR_BACKEND with a message naming `location`
+ * when the service sent more), then copy or report the size needed. */
+int cloud_plaintext_out(const fv_host *host, const char *location,
+                        const unsigned char *plain, size_t plain_len, size_t modulus_bytes,
+                        unsigned char *out, size_t *out_len);
+/* Fill key_describe's answer, writing no member beyond d->struct_size.
+ * The service name is both `oaep` and `backend`. */
+void cloud_describe_fill(fv_key_description *d, const char *service, const char *location,
+                         const char *remote_id, unsigned int bits, uint32_t properties,
+                         uint32_t properties_known);
 
 /* ---- JSON ---- */
 

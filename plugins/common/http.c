@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -33,6 +34,8 @@ struct cloud_http {
 	CURL *idle[POOL_IDLE_MAX];
 	size_t n_idle;
 	uint64_t requests;
+
+	pid_t pid;                     /* the process the idle handles belong to */
 
 	CURLSH *share;                 /* DNS and TLS sessions */
 	pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
@@ -107,6 +110,7 @@ int cloud_http_new(const fv_host *host, const struct cloud_http_opts *opts,
 	http->connect_timeout_ms = opts->connect_timeout_ms > 0
 	                                   ? opts->connect_timeout_ms
 	                                   : CLOUD_CONNECT_TIMEOUT_MS_DEFAULT;
+	http->pid = getpid();
 	pthread_mutex_init(&http->lock, NULL);
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&http->share_locks[i], NULL);
@@ -132,7 +136,7 @@ void cloud_http_free(struct cloud_http *http)
 
 	if (!http)
 		return;
-	for (i = 0; i < http->n_idle; i++)
+	for (i = 0; http->pid == getpid() && i < http->n_idle; i++)
 		curl_easy_cleanup(http->idle[i]);
 	if (http->share)
 		curl_share_cleanup(http->share);
@@ -161,6 +165,12 @@ static CURL *handle_take(struct cloud_http *http)
 	CURL *h = NULL;
 
 	pthread_mutex_lock(&http->lock);
+	if (http->pid != getpid()) {
+		/* A forked child must not use (or close) its parent's TLS
+		 * connections: forget them, open its own. */
+		http->n_idle = 0;
+		http->pid = getpid();
+	}
 	if (http->n_idle)
 		h = http->idle[--http->n_idle];
 	http->requests++;
@@ -542,7 +552,9 @@ int cloud_http_perform(struct cloud_http *http, const struct cloud_request *req,
 		if (c == CURLE_OK)
 			curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-		handle_give_back(http, h, c == CURLE_OK);
+		/* Kept after errors too: libcurl drops a broken connection itself,
+		 * and a new handle would load the CA store again. */
+		handle_give_back(http, h, 1);
 
 		host->log(FV_LOG_DEBUG, "%s: %s: %s: %s %s -> %s%ld (%lld ms, attempt %u)",
 		          http->plugin, http->location, what, req->method, url_log,

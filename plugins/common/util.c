@@ -132,6 +132,78 @@ int cloud_http_config_read(const fv_host *host, const fv_config *cfg,
 	return FV_OK;
 }
 
+int cloud_config_string(const fv_host *host, const fv_config *cfg, const char *name,
+                        const char **out)
+{
+	int rc = host->config_string(cfg, name, out);
+
+	if (rc == FV_ERR_NOT_FOUND || (rc == FV_OK && (!*out || !**out))) {
+		*out = NULL;
+		return FV_OK;
+	}
+	return rc;
+}
+
+/* ---- Provider glue ---- */
+
+int cloud_public_der_out(const unsigned char *src, size_t src_len, unsigned char *der,
+                         size_t *len)
+{
+	if (!len)
+		return FV_ERR_USAGE;
+	if (!der) {
+		*len = src_len;
+		return FV_OK;
+	}
+	if (*len < src_len) {
+		*len = src_len;
+		return FV_ERR_BUFFER_TOO_SMALL;
+	}
+	memcpy(der, src, src_len);
+	*len = src_len;
+	return FV_OK;
+}
+
+int cloud_plaintext_out(const fv_host *host, const char *location,
+                        const unsigned char *plain, size_t plain_len, size_t modulus_bytes,
+                        unsigned char *out, size_t *out_len)
+{
+	/* OAEP with SHA-256 leaves at most k - 2*32 - 2 bytes of message. */
+	if (modulus_bytes < 66 || plain_len > modulus_bytes - 66)
+		return CLOUD_ERROR(host, FV_ERR_BACKEND,
+			"%s: the service answered %zu bytes of plain text, more than RSA-OAEP allows",
+			location, plain_len);
+	if (!out || *out_len < plain_len) {
+		*out_len = plain_len;
+		return FV_ERR_BUFFER_TOO_SMALL;
+	}
+	memcpy(out, plain, plain_len);
+	*out_len = plain_len;
+	return FV_OK;
+}
+
+void cloud_describe_fill(fv_key_description *d, const char *service, const char *location,
+                         const char *remote_id, unsigned int bits, uint32_t properties,
+                         uint32_t properties_known)
+{
+#define FITS(member) (d->struct_size >= offsetof(fv_key_description, member) + sizeof(d->member))
+	if (FITS(oaep))
+		d->oaep = service;
+	if (FITS(backend))
+		d->backend = service;
+	if (FITS(location))
+		d->location = location;
+	if (FITS(remote_id))
+		d->remote_id = remote_id;
+	if (FITS(bits))
+		d->bits = bits;
+	if (FITS(properties_known)) {
+		d->properties = properties;
+		d->properties_known = properties_known;
+	}
+#undef FITS
+}
+
 /* ---- JSON ---- */
 
 int cloud_json_parse(const char *body, size_t len, json_object **out)
@@ -324,7 +396,7 @@ int cloud_base64_decode(const char *in, size_t len, unsigned char **out,
 		return FV_ERR_BACKEND;
 	}
 	*out = buf;
-	*out_len = (size_t)(n1 + n2);
+	*out_len = (size_t)n1 + (size_t)n2;
 	return FV_OK;
 }
 

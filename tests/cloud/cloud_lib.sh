@@ -67,3 +67,23 @@ ident() {
 for i in json.load(open(sys.argv[1])):
     if i["name"] == sys.argv[2]: print(i[sys.argv[3]])' "$@"
 }
+
+# vault_setup: secrets the Vault simulator accepts, in files ($T/vault/).
+vault_setup() {
+	mkdir -p "$T/vault"
+	printf 'hvs.root-token-for-tests-0001\n' >"$T/vault/root.token"
+	printf 'hvs.read-only-token-0002\n' >"$T/vault/ro.token"
+	printf 'approle-secret-id-0003\n' >"$T/vault/secret_id"
+	printf 'eyJhbGciOiJSUzI1NiJ9.k8s-service-account-token-0004.sig\n' >"$T/vault/jwt"
+	chmod 600 "$T"/vault/*
+	VAULT_ROLE_ID=flows-role-id-0005
+}
+
+# vault_start PORT [ARGS...]: the Vault simulator with those secrets.
+vault_start() {
+	local port=$1
+	shift
+	sim_start "vault$port" "$port" vault_sim.py --cert "$T/server.pem" --key "$T/server.key" \
+		--token-file "$T/vault/root.token" --read-only-token-file "$T/vault/ro.token" \
+		--approle "$VAULT_ROLE_ID:$T/vault/secret_id" --k8s "flows:$T/vault/jwt" "$@"
+}

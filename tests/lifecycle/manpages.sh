@@ -72,14 +72,13 @@ done
 nfields=0
 for src in "$FV_SOURCE_DIR"/plugins/*/; do
 	plugin=$(basename "$src")
-	# Code shared by plugins (plugins/common) declares no provider.
-	grep -q FV_PROVIDER_DEFINE_ENTRY "$src"*.c || continue
+	# Only folders that build a provider (plugins/common is shared code).
+	grep -q flowvault_add_plugin "$src/CMakeLists.txt" 2>/dev/null || continue
 	# Declared fields: { "name", FV_FIELD_... } entries of the plugin's table,
-	# and those of the cloud plugins' shared CLOUD_HTTP_CONFIG_FIELDS.
-	fields=$( { cat "$src"*.c
-		if grep -q CLOUD_HTTP_CONFIG_FIELDS "$src"*.c; then
-			sed -n '/define CLOUD_HTTP_CONFIG_FIELDS/,/^$/p' "$FV_SOURCE_DIR/plugins/common/cloud.h"
-		fi; } | grep -oE '\{ "[a-z_]+", FV_FIELD_' | grep -oE '"[a-z_]+"' | tr -d '"' | sort -u)
+	# and those of plugins/common/cloud.h for plugins that include them.
+	fields=$( (cat "$src"*.c
+	           ! grep -q CLOUD_HTTP_CONFIG_FIELDS "$src"*.c || cat "$FV_SOURCE_DIR/plugins/common/cloud.h") |
+		grep -oE '\{ "[a-z_]+", FV_FIELD_' | grep -oE '"[a-z_]+"' | tr -d '"' | sort -u)
 	[ -n "$fields" ] || fail "cannot read the fields of plugin $plugin"
 	for f in $fields; do
 		nfields=$((nfields + 1))

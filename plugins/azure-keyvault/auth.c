@@ -20,10 +20,11 @@
 
 #include "azure.h"
 
+/* 1 when the optional string field is set and not empty. */
 static int optional_string(const fv_config *cfg, const char *name, const char **out)
 {
 	*out = NULL;
-	return az_host->config_string(cfg, name, out) == FV_OK && *out && **out;
+	return cloud_config_string(az_host, cfg, name, out) == FV_OK && *out;
 }
 
 int az_auth_open(struct fv_instance *inst, const fv_config *cfg)

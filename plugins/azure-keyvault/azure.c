@@ -426,19 +426,9 @@ static int az_key_open(fv_instance *inst, fv_pkey **out)
 
 static int az_key_public_der(fv_pkey *key, unsigned char *der, size_t *len)
 {
-	if (!key || !len)
+	if (!key)
 		return CLOUD_ERROR(az_host, FV_ERR_USAGE, "azure-keyvault: key_public_der: missing argument");
-	if (!der) {
-		*len = key->spki_len;
-		return FV_OK;
-	}
-	if (*len < key->spki_len) {
-		*len = key->spki_len;
-		return FV_ERR_BUFFER_TOO_SMALL;
-	}
-	memcpy(der, key->spki, key->spki_len);
-	*len = key->spki_len;
-	return FV_OK;
+	return cloud_public_der_out(key->spki, key->spki_len, der, len);
 }
 
 /* ---- Decryption ---- */
@@ -459,14 +449,8 @@ static int plaintext_from(struct fv_pkey *key, const struct cloud_response *resp
 		return CLOUD_ERROR(az_host, FV_ERR_BACKEND,
 			"%s: Decrypt answered without a base64url value", key->inst->location);
 	}
-	if (!out || *out_len < plain_len) {
-		*out_len = plain_len;
-		rc = FV_ERR_BUFFER_TOO_SMALL;
-	} else {
-		memcpy(out, plain, plain_len);
-		*out_len = plain_len;
-		rc = FV_OK;
-	}
+	rc = cloud_plaintext_out(az_host, key->inst->location, plain, plain_len, AZ_MODULUS_BYTES,
+	                         out, out_len);
 	cloud_buf_free(plain, plain_len);
 	cloud_json_free_wiped(doc);
 	return rc;
@@ -537,24 +521,11 @@ static int az_key_describe(fv_pkey *key, fv_key_description *out)
 {
 	if (!key || !out)
 		return FV_ERR_USAGE;
-#define AZ_FITS(m) (out->struct_size >= offsetof(fv_key_description, m) + sizeof(out->m))
-	if (AZ_FITS(oaep))
-		out->oaep = AZ_PLUGIN;
-	if (AZ_FITS(backend))
-		out->backend = AZ_PLUGIN;
-	if (AZ_FITS(location))
-		out->location = key->where;
-	if (AZ_FITS(remote_id))
-		out->remote_id = key->kid;
-	if (AZ_FITS(bits))
-		out->bits = AZ_BITS;
 	/* attributes.exportable (a key with a release policy) tells whether the
 	 * key can leave the vault; it is never in this process. */
-	if (AZ_FITS(properties_known)) {
-		out->properties = key->exportable ? FV_KEY_PROP_EXTRACTABLE : 0;
-		out->properties_known = FV_KEY_PROP_EXTRACTABLE | FV_KEY_PROP_IN_HOST_MEMORY;
-	}
-#undef AZ_FITS
+	cloud_describe_fill(out, AZ_PLUGIN, key->where, key->kid, AZ_BITS,
+	                    key->exportable ? FV_KEY_PROP_EXTRACTABLE : 0,
+	                    FV_KEY_PROP_EXTRACTABLE | FV_KEY_PROP_IN_HOST_MEMORY);
 	return FV_OK;
 }
 

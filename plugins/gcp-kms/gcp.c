@@ -425,19 +425,9 @@ static int gcp_key_open(fv_instance *inst, fv_pkey **out)
 
 static int gcp_key_public_der(fv_pkey *key, unsigned char *der, size_t *len)
 {
-	if (!key || !len)
+	if (!key)
 		return CLOUD_ERROR(gcp_host, FV_ERR_USAGE, "gcp-kms: key_public_der: missing argument");
-	if (!der) {
-		*len = key->spki_len;
-		return FV_OK;
-	}
-	if (*len < key->spki_len) {
-		*len = key->spki_len;
-		return FV_ERR_BUFFER_TOO_SMALL;
-	}
-	memcpy(der, key->spki, key->spki_len);
-	*len = key->spki_len;
-	return FV_OK;
+	return cloud_public_der_out(key->spki, key->spki_len, der, len);
 }
 
 /* ---- Decryption ---- */
@@ -504,14 +494,8 @@ static int plaintext_from(struct fv_pkey *key, const struct cloud_response *resp
 			inst->location);
 		goto out;
 	}
-	if (!out || *out_len < plain_len) {
-		*out_len = plain_len;
-		rc = FV_ERR_BUFFER_TOO_SMALL;
-		goto out;
-	}
-	memcpy(out, plain, plain_len);
-	*out_len = plain_len;
-	rc = FV_OK;
+	rc = cloud_plaintext_out(gcp_host, inst->location, plain, plain_len, GCP_MODULUS_BYTES,
+	                         out, out_len);
 out:
 	if (plain)
 		cloud_buf_free(plain, plain_len);
@@ -568,24 +552,10 @@ static int gcp_key_describe(fv_pkey *key, fv_key_description *out)
 {
 	if (!key || !out)
 		return FV_ERR_USAGE;
-#define GCP_FITS(m) (out->struct_size >= offsetof(fv_key_description, m) + sizeof(out->m))
-	if (GCP_FITS(oaep))
-		out->oaep = GCP_PLUGIN;
-	if (GCP_FITS(backend))
-		out->backend = GCP_PLUGIN;
-	if (GCP_FITS(location))
-		out->location = key->where;
-	if (GCP_FITS(remote_id))
-		out->remote_id = key->inst->version_name;
-	if (GCP_FITS(bits))
-		out->bits = GCP_BITS;
 	/* Cloud KMS never exports an asymmetric private key, and it is never in
 	 * this process. */
-	if (GCP_FITS(properties_known)) {
-		out->properties = 0;
-		out->properties_known = FV_KEY_PROP_EXTRACTABLE | FV_KEY_PROP_IN_HOST_MEMORY;
-	}
-#undef GCP_FITS
+	cloud_describe_fill(out, GCP_PLUGIN, key->where, key->inst->version_name, GCP_BITS, 0,
+	                    FV_KEY_PROP_EXTRACTABLE | FV_KEY_PROP_IN_HOST_MEMORY);
 	return FV_OK;
 }
 

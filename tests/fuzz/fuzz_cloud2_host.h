@@ -7,12 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void fuzz_log(int level, const char *fmt, ...) FV_PRINTF(2, 3);
 static void fuzz_log(int level, const char *fmt, ...)
 {
 	(void)level;
 	(void)fmt;
 }
 
+static int fuzz_error(int status, const char *fmt, ...) FV_PRINTF(2, 3);
 static int fuzz_error(int status, const char *fmt, ...)
 {
 	char buf[2048];

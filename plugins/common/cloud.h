@@ -61,6 +61,19 @@
  * cloud_base64_encode()/decode() (and the base64url variants, no padding on
  * output, padding optional on input) use OpenSSL's EVP encoder.
  *
+ * Tokens (struct cloud_token)
+ * ---------------------------
+ * A bearer token cached per instance and shared by its threads (OAuth
+ * access tokens from a token endpoint or a metadata service).
+ * cloud_token_get() copies the cached token into *copy (the caller clears
+ * it after the request), calling `fetch` first when there is none or it is
+ * within five minutes (half its lifetime, for short ones) of expiring; one
+ * thread fetches while the others wait. `fetch` reports the lifetime in
+ * seconds, or 0 for a token that never expires (a configured one). After
+ * the service refused a token (401), cloud_token_invalidate() makes the
+ * next cloud_token_get() fetch a new one. cloud_oauth_token() and
+ * cloud_oauth_error() read a token service's answers.
+ *
  * Configuration
  * -------------
  * CLOUD_HTTP_CONFIG_FIELDS expands to the fields every cloud plugin shares
@@ -78,6 +91,7 @@
 #ifndef FLOWVAULT_CLOUD_H
 #define FLOWVAULT_CLOUD_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -129,6 +143,9 @@ struct cloud_response {
 	char *body;               /* NUL-terminated; wiped by cloud_response_free */
 	size_t len;
 	char content_type[128];   /* "" when absent */
+	/* The first WWW-Authenticate header ("" when absent): a service's
+	 * bearer challenge, such as Key Vault's authority and resource. */
+	char www_authenticate[512];
 };
 
 struct cloud_request {
@@ -155,6 +172,9 @@ struct cloud_request {
 	void *retry_arg;
 	/* For messages: what this request is ("Decrypt", "token exchange"). */
 	const char *what;
+	/* 0: the instance's attempt_timeout_ms. Longer for a request the
+	 * service may take seconds to answer (creating an HSM key). */
+	long attempt_timeout_ms;
 };
 
 struct cloud_secret {
@@ -191,6 +211,42 @@ int cloud_secret_resolve(const fv_host *host, const char *reference,
 int cloud_secret_set(const fv_host *host, const char *data, size_t len,
                      struct cloud_secret *out);
 void cloud_secret_clear(const fv_host *host, struct cloud_secret *s);
+
+/* ---- Tokens ---- */
+
+struct cloud_token {
+	pthread_mutex_t lock;
+	struct cloud_secret value;
+	int64_t refresh_at_ms;    /* cloud_now_ms() after which to fetch again */
+	uint64_t fetches;
+	int initialized;
+};
+
+typedef int (*cloud_token_fetch_fn)(void *arg, int64_t deadline_ms,
+                                    struct cloud_secret *out, int64_t *lifetime_s);
+
+int cloud_token_init(struct cloud_token *t);
+void cloud_token_destroy(const fv_host *host, struct cloud_token *t);
+int cloud_token_get(const fv_host *host, struct cloud_token *t,
+                    cloud_token_fetch_fn fetch, void *arg, int64_t deadline_ms,
+                    struct cloud_secret *copy);
+void cloud_token_invalidate(struct cloud_token *t, const struct cloud_secret *used);
+/* Tokens fetched so far: for tests that prove none is fetched per decrypt. */
+uint64_t cloud_token_fetches(struct cloud_token *t);
+
+/* "Bearer <token>" into *bearer (secure memory), the Authorization value. */
+int cloud_bearer_set(const fv_host *host, const char *token, size_t len,
+                     struct cloud_secret *bearer);
+/* An OAuth 2.0 token answer ({"access_token", "expires_in"}, the lifetime a
+ * number or, as Azure's IMDS sends it, a string) as "Bearer <token>" in
+ * *bearer and the lifetime in seconds. FV_ERR_BACKEND, with no message (the
+ * caller names the token service), when it holds no usable token. */
+int cloud_oauth_token(const fv_host *host, const struct cloud_response *resp,
+                      struct cloud_secret *bearer, int64_t *lifetime_s);
+/* An OAuth 2.0 error answer's "error" and "error_description" ("" when
+ * absent), truncated to fit. */
+void cloud_oauth_error(const struct cloud_response *resp, char *error, size_t error_len,
+                       char *description, size_t description_len);
 
 /* ---- Configuration ---- */
 

@@ -345,24 +345,34 @@ static int url_scheme_ok(const struct cloud_request *req)
 	return req->allow_http && strncasecmp(req->url, "http://", 7) == 0;
 }
 
+/* Copy the value of header line `line` (name of `name_len` bytes and the
+ * colon included) into `out`, trimmed and truncated to fit. */
+static void header_value(const char *line, size_t n, size_t name_len, char *out,
+                         size_t out_size)
+{
+	size_t i = name_len, end = n;
+
+	while (i < n && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	while (end > i && (line[end - 1] == '\r' || line[end - 1] == '\n' ||
+	                   line[end - 1] == ' '))
+		end--;
+	if (end - i >= out_size)
+		end = i + out_size - 1;
+	memcpy(out, line + i, end - i);
+	out[end - i] = '\0';
+}
+
 static size_t header_content_type(char *line, size_t size, size_t nmemb, void *arg)
 {
 	struct cloud_response *resp = arg;
 	size_t n = size * nmemb;
 
-	if (n > 13 && strncasecmp(line, "content-type:", 13) == 0) {
-		size_t i = 13, end = n;
-
-		while (i < n && (line[i] == ' ' || line[i] == '\t'))
-			i++;
-		while (end > i && (line[end - 1] == '\r' || line[end - 1] == '\n' ||
-		                   line[end - 1] == ' '))
-			end--;
-		if (end - i >= sizeof(resp->content_type))
-			end = i + sizeof(resp->content_type) - 1;
-		memcpy(resp->content_type, line + i, end - i);
-		resp->content_type[end - i] = '\0';
-	}
+	if (n > 13 && strncasecmp(line, "content-type:", 13) == 0)
+		header_value(line, n, 13, resp->content_type, sizeof(resp->content_type));
+	else if (n > 17 && strncasecmp(line, "www-authenticate:", 17) == 0 &&
+	         !resp->www_authenticate[0])
+		header_value(line, n, 17, resp->www_authenticate, sizeof(resp->www_authenticate));
 	return n;
 }
 
@@ -520,7 +530,10 @@ int cloud_http_perform(struct cloud_http *http, const struct cloud_request *req,
 				last_error[0] ? "; last: " : "", last_error);
 			break;
 		}
-		attempt_ms = left < http->attempt_timeout_ms ? (long)left : http->attempt_timeout_ms;
+		attempt_ms = req->attempt_timeout_ms > 0 ? req->attempt_timeout_ms
+		                                         : http->attempt_timeout_ms;
+		if (left < attempt_ms)
+			attempt_ms = (long)left;
 		connect_ms = attempt_ms < http->connect_timeout_ms ? attempt_ms : http->connect_timeout_ms;
 		attempt++;
 
@@ -530,6 +543,7 @@ int cloud_http_perform(struct cloud_http *http, const struct cloud_request *req,
 			break;
 		}
 		resp->content_type[0] = '\0';
+		resp->www_authenticate[0] = '\0';
 		c = setup_handle(http, h, req, headers, userpwd, attempt_ms, connect_ms, &sink, resp);
 		if (c == CURLE_OK)
 			c = curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);

@@ -26,7 +26,7 @@
 static char last_error[1024];
 static int secure_allocs;
 
-static int stub_error(int status, const char *fmt, ...)
+static FV_PRINTF(2, 3) int stub_error(int status, const char *fmt, ...)
 {
 	va_list ap;
 

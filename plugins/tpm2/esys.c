@@ -11,6 +11,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -112,16 +113,67 @@ static int tcti_library_check(const fv_instance *inst)
 		inst->where, name, name, name);
 }
 
+/*
+ * The TCTI string to hand tctildr. A TCTI named by path is code loaded into
+ * this process: the host checks the file (as it checks plugins) and tctildr
+ * loads that same file as /proc/self/fd/N, whose descriptor stays open until
+ * the library is unloaded. A TCTI named by name (device, swtpm, tabrmd) is
+ * found by the dynamic loader in the system's library directories.
+ */
+static int tcti_checked(fv_instance *inst, char *buf, size_t len, const char **conf)
+{
+	char fd_path[FV_HOST_FD_PATH_MAX], path[512];
+	const char *colon;
+	size_t name_len;
+	int rc;
+
+	*conf = inst->tcti;
+	inst->tcti_fd = -1;
+	if (!inst->tcti)
+		return FV_OK;
+	colon = strchr(inst->tcti, ':');
+	name_len = colon ? (size_t)(colon - inst->tcti) : strlen(inst->tcti);
+	if (!memchr(inst->tcti, '/', name_len))
+		return FV_OK;
+	if (name_len >= sizeof(path))
+		return TPM2_ERROR(FV_ERR_CONFIG, "%s.tcti: the TCTI library path is too long",
+		                  inst->where);
+	if (!FV_HOST_HAS(tpm2_host, file_open_checked))
+		return TPM2_ERROR(FV_ERR_PLUGIN,
+			"%s.tcti: this flowvault is too old to check library files (provider ABI 1.1 needed); name the TCTI (device, swtpm, tabrmd) instead of its path",
+			inst->where);
+	memcpy(path, inst->tcti, name_len);
+	path[name_len] = '\0';
+	if ((rc = tpm2_host->file_open_checked(path, "TCTI library", &inst->tcti_fd)) != FV_OK)
+		return rc;
+	fv_host_fd_path(fd_path, inst->tcti_fd);
+	snprintf(buf, len, "%s%s", fd_path, colon ? colon : "");
+	*conf = buf;
+	return FV_OK;
+}
+
+static void tcti_fd_close(fv_instance *inst)
+{
+	if (inst->tcti_fd >= 0)
+		close(inst->tcti_fd);
+	inst->tcti_fd = -1;
+}
+
 int tpm2_connect(fv_instance *inst)
 {
+	char tcti_buf[1024];
+	const char *tcti;
 	TSS2_RC r;
 	int rc;
 
 	if (inst->esys)
 		return FV_OK;
-	r = Tss2_TctiLdr_Initialize(inst->tcti, &inst->tcti_ctx);
+	if ((rc = tcti_checked(inst, tcti_buf, sizeof(tcti_buf), &tcti)) != FV_OK)
+		return rc;
+	r = Tss2_TctiLdr_Initialize(tcti, &inst->tcti_ctx);
 	if (r != TSS2_RC_SUCCESS) {
 		inst->tcti_ctx = NULL;
+		tcti_fd_close(inst);
 		if ((rc = tcti_library_check(inst)) != FV_OK)
 			return rc;
 		return TPM2_ERROR(FV_ERR_BACKEND,
@@ -132,6 +184,7 @@ int tpm2_connect(fv_instance *inst)
 	if (r != TSS2_RC_SUCCESS) {
 		inst->esys = NULL;
 		Tss2_TctiLdr_Finalize(&inst->tcti_ctx);
+		tcti_fd_close(inst);
 		return TPM2_ERROR(FV_ERR_BACKEND, "TPM through TCTI '%s': cannot start ESYS (%s)",
 		                  tpm2_tcti_name(inst), tpm2_rc_text(r));
 	}
@@ -146,6 +199,8 @@ void tpm2_disconnect(fv_instance *inst)
 		Esys_Finalize(&inst->esys);
 	if (inst->tcti_ctx)
 		Tss2_TctiLdr_Finalize(&inst->tcti_ctx);
+	/* After the library is unloaded: its /proc/self/fd name must not be reused. */
+	tcti_fd_close(inst);
 	inst->esys = NULL;
 	inst->tcti_ctx = NULL;
 	inst->key_tr = ESYS_TR_NONE;

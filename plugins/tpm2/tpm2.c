@@ -78,6 +78,7 @@ static int instance_open(const fv_config *cfg, fv_instance **out)
 	inst = calloc(1, sizeof(*inst));
 	if (!inst)
 		return FV_ERR_NOMEM;
+	inst->tcti_fd = -1;
 	if (pthread_mutex_init(&inst->lock, NULL) != 0) {
 		free(inst);
 		return FV_ERR_GENERIC;

@@ -82,6 +82,7 @@ struct fv_instance {
 	 * instance, and ESYS contexts are not thread-safe. */
 	pthread_mutex_t lock;
 	TSS2_TCTI_CONTEXT *tcti_ctx;
+	int tcti_fd;              /* a TCTI given by path: its checked file, or -1 */
 	ESYS_CONTEXT *esys;
 	TPM2B_AUTH *auth;         /* the key's auth value, in host secure memory;
 	                             NULL until resolved (or without auth) */

@@ -42,10 +42,11 @@ struct fv_server {
 	struct serve_upstream *upstream;
 	struct serve_metrics metrics;
 	struct MHD_Daemon *daemon;
+	struct MHD_Daemon *admin;  /* /healthz and /metrics, or NULL when off */
 	char *tls_cert;
 	char *tls_key;
 	size_t tls_key_len;
-	unsigned int port;
+	unsigned int port, admin_port;
 	atomic_int active;        /* requests between first byte and completion */
 	atomic_int stopping;
 	int curl_ready;
@@ -143,11 +144,17 @@ static int health(fv_server *srv, char **body)
 
 	pthread_mutex_lock(&srv->health_lock);
 	if (!srv->health_body || now - srv->health_checked >= HEALTH_CACHE_SECONDS) {
+		json_object *fps = json_object_new_object();
+
 		ok = 1;
 		doc = json_object_new_object();
 		keys = json_object_new_object();
 		for (i = 0; i < srv->cfg.key_count; i++) {
 			int rc = key_probe(srv->keys[i]);
+			char fp[FV_FINGERPRINT_HEX_SIZE];
+
+			if (fv_key_fingerprint(fp, srv->keys[i]) == FV_OK)
+				json_object_object_add(fps, srv->cfg.keys[i], json_object_new_string(fp));
 
 			if (rc != FV_OK) {
 				ok = 0;
@@ -157,7 +164,9 @@ static int health(fv_server *srv, char **body)
 			                       json_object_new_string(rc == FV_OK ? "ok" : "unavailable"));
 		}
 		json_object_object_add(doc, "status", json_object_new_string(ok ? "ok" : "unavailable"));
+		json_object_object_add(doc, "generation", json_object_new_int(1));
 		json_object_object_add(doc, "keys", keys);
+		json_object_object_add(doc, "fingerprints", fps);
 		free(srv->health_body);
 		srv->health_body = strdup(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN));
 		json_object_put(doc);
@@ -451,11 +460,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			if (req->route == ROUTE_FLOWS && length &&
 			    strtoull(length, NULL, 10) > srv->cfg.max_body_bytes)
 				req->route = ROUTE_TOO_LARGE;
-		} else if (strcmp(url, "/healthz") == 0 || strcmp(url, "/metrics") == 0) {
-			req->route = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
-			                     strcmp(method, MHD_HTTP_METHOD_HEAD) == 0
-			                     ? (url[1] == 'h' ? ROUTE_HEALTHZ : ROUTE_METRICS)
-			                     : ROUTE_BAD_METHOD;
 		} else {
 			req->route = ROUTE_NOT_FOUND;
 		}
@@ -507,6 +511,32 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	return MHD_YES; /* already answered */
 }
 
+/* The admin listener: GET /healthz and /metrics, nothing else. */
+static enum MHD_Result on_admin_request(void *cls, struct MHD_Connection *conn,
+                                        const char *url, const char *method,
+                                        const char *version, const char *upload_data,
+                                        size_t *upload_data_size, void **req_cls)
+{
+	fv_server *srv = cls;
+	struct request req;
+
+	(void)version;
+	(void)upload_data;
+	(void)req_cls;
+	if (*upload_data_size)
+		return MHD_NO; /* nothing here takes a body */
+	memset(&req, 0, sizeof(req));
+	req.started = now_seconds();
+	if (strcmp(url, "/healthz") != 0 && strcmp(url, "/metrics") != 0)
+		req.route = ROUTE_NOT_FOUND;
+	else if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
+	         strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		req.route = ROUTE_BAD_METHOD;
+	else
+		req.route = url[1] == 'h' ? ROUTE_HEALTHZ : ROUTE_METRICS;
+	return answer_simple(srv, conn, &req);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode code)
 {
@@ -541,6 +571,18 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* ---- Life cycle ---- */
+
+void fv__serve_key_warnings(fv_key *key)
+{
+	const fv_key_details *d;
+	size_t i;
+
+	if (fv_key_details_get(&d, key) != FV_OK)
+		return;
+	for (i = 0; i < d->warning_count; i++)
+		fv__log(FV_LOG_WARNING, "serve: key '%s': %s (%s)", fv_key_name(key),
+		        d->warnings[i].message, d->warnings[i].property);
+}
 
 static int read_tls_file(char **out, size_t *len, const char *path, const char *where,
                          int private)
@@ -579,7 +621,8 @@ int fv_server_new(fv_server **out, fv_context *ctx)
 	srv->ctx = ctx;
 	pthread_mutex_init(&srv->health_lock, NULL);
 	pthread_mutex_init(&srv->watch_lock, NULL);
-	if ((rc = fv__serve_config_parse(&srv->cfg, ctx->serve, "serve", ctx)) != FV_OK)
+	if ((rc = fv__serve_config_parse(&srv->cfg, ctx->serve, "serve", ctx)) != FV_OK ||
+	    (rc = fv__serve_config_signing(&srv->cfg, "serve")) != FV_OK)
 		goto fail;
 
 	if (srv->cfg.cert_path) {
@@ -600,11 +643,13 @@ int fv_server_new(fv_server **out, fv_context *ctx)
 		rc = fv__error_nomem();
 		goto fail;
 	}
-	for (i = 0; i < srv->cfg.key_count; i++)
+	for (i = 0; i < srv->cfg.key_count; i++) {
 		if ((rc = fv_key_open(&srv->keys[i], ctx, srv->cfg.keys[i])) != FV_OK) {
 			fv__error_prefix("serve.keys[%zu]", i);
 			goto fail;
 		}
+		fv__serve_key_warnings(srv->keys[i]);
+	}
 
 	if (srv->cfg.upstream) {
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -662,64 +707,87 @@ fail:
 	return rc;
 }
 
-/* listen host and port into a socket address. */
-static int listen_address(struct sockaddr_storage *addr, int *ipv6,
-                          const struct serve_config *cfg)
+static struct MHD_Daemon *start_daemon(fv_server *srv, int fd, MHD_AccessHandlerCallback handler,
+                                       unsigned int threads, int tls)
 {
-	struct addrinfo hints, *res = NULL;
-	char port[8];
-	int err;
+	unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%u", cfg->port);
-	err = getaddrinfo(cfg->host, port, &hints, &res);
-	if (err != 0 || !res)
-		return fv__error_set(FV_ERR_CONFIG, "serve.listen: cannot resolve '%s': %s",
-		                     cfg->host, gai_strerror(err));
-	memcpy(addr, res->ai_addr, res->ai_addrlen);
-	*ipv6 = res->ai_family == AF_INET6;
-	freeaddrinfo(res);
-	return FV_OK;
-}
-
-int fv_server_start(fv_server *srv)
-{
-	struct sockaddr_storage addr;
-	const union MHD_DaemonInfo *info;
-	unsigned int flags;
-	int ipv6 = 0, rc;
-
-	if (!srv || srv->daemon)
-		return fv__error_set(FV_ERR_USAGE, "fv_server_start: not a new server");
-	memset(&addr, 0, sizeof(addr));
-	if ((rc = listen_address(&addr, &ipv6, &srv->cfg)) != FV_OK)
-		return rc;
-	flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-	if (ipv6)
-		flags |= MHD_USE_IPv6;
-	if (srv->tls_cert)
+	if (tls)
 		flags |= MHD_USE_TLS;
-	errno = 0;
-	srv->daemon = MHD_start_daemon(
-		flags, (uint16_t)srv->cfg.port, NULL, NULL, on_request, srv,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)srv->cfg.threads,
+	return MHD_start_daemon(
+		flags, 0, NULL, NULL, handler, srv,
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+		MHD_OPTION_THREAD_POOL_SIZE, threads,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->cfg.max_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->cfg.request_timeout_s,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
-		srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
+		tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
 		MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key,
 		MHD_OPTION_END);
-	if (!srv->daemon)
+}
+
+/* Bind the Flows and admin addresses (admin_fd stays -1 when it is off). */
+static int bind_listeners(const struct serve_config *cfg, int *flows_fd, int *admin_fd)
+{
+	int rc;
+
+	*admin_fd = -1;
+	if ((rc = fv__serve_listen(flows_fd, cfg->host, cfg->port, "listen", cfg->listen)) != FV_OK)
+		return rc;
+	if (cfg->admin_listen &&
+	    (rc = fv__serve_listen(admin_fd, cfg->admin_host, cfg->admin_port, "admin_listen",
+	                           cfg->admin_listen)) != FV_OK) {
+		close(*flows_fd);
+		*flows_fd = -1;
+	}
+	return rc;
+}
+
+int fv_server_check(fv_server *srv)
+{
+	int flows_fd, admin_fd, rc;
+
+	if (!srv)
+		return fv__error_set(FV_ERR_USAGE, "fv_server_check: missing argument");
+	if ((rc = bind_listeners(&srv->cfg, &flows_fd, &admin_fd)) != FV_OK)
+		return rc;
+	close(flows_fd);
+	if (admin_fd >= 0)
+		close(admin_fd);
+	return FV_OK;
+}
+
+int fv_server_start(fv_server *srv)
+{
+	int flows_fd = -1, admin_fd = -1, rc;
+
+	if (!srv || srv->daemon)
+		return fv__error_set(FV_ERR_USAGE, "fv_server_start: not a new server");
+	if ((rc = bind_listeners(&srv->cfg, &flows_fd, &admin_fd)) != FV_OK)
+		return rc;
+	srv->daemon = start_daemon(srv, flows_fd, on_request, srv->cfg.threads,
+	                           srv->tls_cert != NULL);
+	if (!srv->daemon) {
+		close(flows_fd);
+		if (admin_fd >= 0)
+			close(admin_fd);
 		return fv__error_set(FV_ERR_GENERIC,
-			"serve.listen: cannot serve on %s%s%s (in use, or no permission; "
-			"see flowvault -vv serve for details)", srv->cfg.listen,
-			errno ? ": " : "", errno ? strerror(errno) : "");
+			"serve.listen: cannot serve on %s (see flowvault -vv serve for details)",
+			srv->cfg.listen);
+	}
+	if (admin_fd >= 0) {
+		srv->admin = start_daemon(srv, admin_fd, on_admin_request, 1, 0);
+		if (!srv->admin) {
+			close(admin_fd);
+			fv_server_shutdown(srv);
+			return fv__error_set(FV_ERR_GENERIC,
+				"serve.admin_listen: cannot serve on %s (see flowvault -vv serve for "
+				"details)", srv->cfg.admin_listen);
+		}
+		srv->admin_port = fv__serve_bound_port(admin_fd);
+	}
 	/* GnuTLS has its own copy now. */
 	if (srv->tls_key) {
 		OPENSSL_cleanse(srv->tls_key, srv->tls_key_len);
@@ -731,14 +799,20 @@ int fv_server_start(fv_server *srv)
 	else
 		fv__log(FV_LOG_WARNING, "serve: cannot start the request deadline thread; "
 		        "only the idle timeout (serve.request_timeout_s) applies");
-	info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-	srv->port = info ? info->port : srv->cfg.port;
+	srv->port = fv__serve_bound_port(flows_fd);
+	if (!srv->cfg.app_secret_count)
+		fv__log(FV_LOG_WARNING, "serve: serve.allow_unsigned is true and no app_secrets "
+		        "are set: X-Hub-Signature-256 is not checked, so anyone who reaches %s can "
+		        "make the key decrypt; set serve.app_secrets", srv->cfg.listen);
 	fv__log(FV_LOG_INFO, "serve: answering Flows requests on %s://%s%s%s:%u%s with %zu key%s "
-	        "(%s), %u threads, upstream %s",
-	        srv->tls_cert ? "https" : "http", ipv6 ? "[" : "", srv->cfg.host, ipv6 ? "]" : "",
+	        "(%s), %u threads, upstream %s; /healthz and /metrics %s%s",
+	        srv->tls_cert ? "https" : "http", strchr(srv->cfg.host, ':') ? "[" : "",
+	        srv->cfg.host, strchr(srv->cfg.host, ':') ? "]" : "",
 	        srv->port, srv->cfg.path, srv->cfg.key_count, srv->cfg.key_count == 1 ? "" : "s",
 	        srv->cfg.keys[0], srv->cfg.threads,
-	        srv->cfg.upstream ? "configured" : "none (pings and error notifications only)");
+	        srv->cfg.upstream ? "configured" : "none (pings and error notifications only)",
+	        srv->cfg.admin_listen ? "on http://" : "off",
+	        srv->cfg.admin_listen ? srv->cfg.admin_listen : "");
 	return FV_OK;
 }
 
@@ -758,6 +832,8 @@ int fv_server_shutdown(fv_server *srv)
 	listen_fd = MHD_quiesce_daemon(srv->daemon);
 	if (listen_fd != MHD_INVALID_SOCKET)
 		close(listen_fd);
+	if (srv->admin && (listen_fd = MHD_quiesce_daemon(srv->admin)) != MHD_INVALID_SOCKET)
+		close(listen_fd);
 	/* In-flight requests may be waiting for the upstream: give them its timeout. */
 	deadline = now_seconds() + (double)srv->cfg.upstream_timeout_ms / 1e3 + 2.0;
 	while (atomic_load(&srv->active) > 0 && now_seconds() < deadline) {
@@ -774,6 +850,10 @@ int fv_server_shutdown(fv_server *srv)
 	}
 	MHD_stop_daemon(srv->daemon);
 	srv->daemon = NULL;
+	if (srv->admin) {
+		MHD_stop_daemon(srv->admin);
+		srv->admin = NULL;
+	}
 	fv__log(FV_LOG_INFO, "serve: stopped");
 	return FV_OK;
 }

@@ -10,12 +10,26 @@
 #include "serve_internal.h"
 
 static const char *const serve_fields[] = {
-	"listen", "cert", "key", "path", "keys", "app_secrets", "upstream",
-	"upstream_timeout_ms", "max_body_bytes", "max_connections",
-	"request_timeout_s", "threads", NULL
+	"listen", "admin_listen", "cert", "key", "path", "keys", "app_secrets",
+	"allow_unsigned", "upstream", "upstream_timeout_ms", "max_body_bytes",
+	"max_connections", "request_timeout_s", "threads", NULL
 };
 
 #define MAX_APP_SECRETS 2
+
+/* "listen, admin_listen, ...": for the unknown-field message. */
+static const char *known_fields(void)
+{
+	static char list[512];
+	size_t i, used = 0;
+
+	if (list[0])
+		return list;
+	for (i = 0; serve_fields[i] && used < sizeof(list); i++)
+		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",
+		                         serve_fields[i]);
+	return list;
+}
 
 void fv__serve_config_clear(struct serve_config *cfg)
 {
@@ -25,6 +39,8 @@ void fv__serve_config_clear(struct serve_config *cfg)
 		return;
 	free(cfg->listen);
 	free(cfg->host);
+	free(cfg->admin_listen);
+	free(cfg->admin_host);
 	free(cfg->cert_path);
 	free(cfg->key_path);
 	free(cfg->path);
@@ -64,7 +80,7 @@ static int want_int(long long *out, json_object *v, const char *where,
 
 /* "host:port", "[v6]:port". */
 static int parse_listen(char **host, unsigned int *port, const char *s,
-                        const char *where)
+                        const char *where, const char *field)
 {
 	const char *colon, *h = s;
 	size_t hlen;
@@ -97,8 +113,8 @@ static int parse_listen(char **host, unsigned int *port, const char *s,
 	return FV_OK;
 bad:
 	return fv__error_set(FV_ERR_CONFIG,
-		"%s.listen: '%s' is not HOST:PORT (for example \"127.0.0.1:8080\" or \"[::1]:8080\")",
-		where, s);
+		"%s.%s: '%s' is not HOST:PORT (for example \"127.0.0.1:8080\" or \"[::1]:8080\")",
+		where, field, s);
 }
 
 static int string_list(char ***out, size_t *count, json_object *v, const char *where,
@@ -199,9 +215,7 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 			known |= strcmp(serve_fields[i], name) == 0;
 		if (!known)
 			return fv__error_set(FV_ERR_CONFIG,
-				"%s.%s: unknown field (known fields: listen, cert, key, path, keys, "
-				"app_secrets, upstream, upstream_timeout_ms, max_body_bytes, "
-				"max_connections, request_timeout_s, threads)", where, name);
+				"%s.%s: unknown field (known fields: %s)", where, name, known_fields());
 	}
 
 	cfg.upstream_timeout_ms = SERVE_DEFAULT_UPSTREAM_TIMEOUT_MS;
@@ -218,12 +232,40 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 				goto out;
 			listen = json_object_get_string(v);
 		}
-		if ((rc = parse_listen(&cfg.host, &cfg.port, listen, where)) != FV_OK)
+		if ((rc = parse_listen(&cfg.host, &cfg.port, listen, where, "listen")) != FV_OK)
 			goto out;
 		if (!(cfg.listen = strdup(listen))) {
 			rc = fv__error_nomem();
 			goto out;
 		}
+	}
+
+	{
+		const char *admin = SERVE_DEFAULT_ADMIN_LISTEN;
+
+		if (json_object_object_get_ex(section, "admin_listen", &v)) {
+			if ((rc = want_string(v, where, "admin_listen")) != FV_OK)
+				goto out;
+			admin = json_object_get_string(v);
+		}
+		if (strcmp(admin, "off") != 0) {
+			if ((rc = parse_listen(&cfg.admin_host, &cfg.admin_port, admin, where,
+			                       "admin_listen")) != FV_OK)
+				goto out;
+			if (!(cfg.admin_listen = strdup(admin))) {
+				rc = fv__error_nomem();
+				goto out;
+			}
+		}
+	}
+
+	if (cfg.admin_listen && cfg.admin_port && cfg.admin_port == cfg.port &&
+	    strcmp(cfg.admin_host, cfg.host) == 0) {
+		rc = fv__error_set(FV_ERR_CONFIG,
+			"%s.admin_listen: '%s' is the Flows address too; give /healthz and /metrics "
+			"their own port (default %s) or \"off\"", where, cfg.admin_listen,
+			SERVE_DEFAULT_ADMIN_LISTEN);
+		goto out;
 	}
 
 	json_object_object_get_ex(section, "cert", &cert);
@@ -291,6 +333,15 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 	                      "app_secrets", MAX_APP_SECRETS, 1)) != FV_OK)
 		goto out;
 
+	if (json_object_object_get_ex(section, "allow_unsigned", &v)) {
+		if (!json_object_is_type(v, json_type_boolean)) {
+			rc = fv__error_set(FV_ERR_CONFIG, "%s.allow_unsigned: expected true or false",
+			                   where);
+			goto out;
+		}
+		cfg.allow_unsigned = json_object_get_boolean(v);
+	}
+
 	if (json_object_object_get_ex(section, "upstream", &v)) {
 		const char *url;
 
@@ -346,4 +397,14 @@ out:
 int fv__serve_config_check(const fv_context *ctx, json_object *section, const char *where)
 {
 	return fv__serve_config_parse(NULL, section, where, ctx);
+}
+
+int fv__serve_config_signing(const struct serve_config *cfg, const char *where)
+{
+	if (cfg->app_secret_count || cfg->allow_unsigned)
+		return FV_OK;
+	return fv__error_set(FV_ERR_CONFIG,
+		"%s.app_secrets: missing; add the Meta app's secret, e.g. \"app_secrets\": "
+		"[\"env:WHATSAPP_APP_SECRET\"], so that only WhatsApp can reach the key (or "
+		"\"allow_unsigned\": true to serve unsigned requests, for tests only)", where);
 }

@@ -12,6 +12,7 @@
 /* ---- serve_config.c: the "serve" section ---- */
 
 #define SERVE_DEFAULT_LISTEN "127.0.0.1:8080"
+#define SERVE_DEFAULT_ADMIN_LISTEN "127.0.0.1:9464"
 #define SERVE_DEFAULT_PATH "/flows"
 #define SERVE_DEFAULT_UPSTREAM_TIMEOUT_MS 8000
 /* WhatsApp gives up after 10 s: the upstream must answer well before. */
@@ -25,12 +26,16 @@ struct serve_config {
 	char *listen;                 /* as written, for messages */
 	char *host;                   /* without brackets */
 	unsigned int port;
+	/* /healthz and /metrics: NULL when "off" */
+	char *admin_listen, *admin_host;
+	unsigned int admin_port;
 	char *cert_path, *key_path;   /* absolute, or NULL for plain HTTP */
 	char *path;
 	char **keys;
 	size_t key_count;
 	char **app_secrets;           /* references, never values */
 	size_t app_secret_count;
+	int allow_unsigned;           /* explicit: serve without app_secrets */
 	char *upstream;
 	long upstream_timeout_ms;
 	size_t max_body_bytes;
@@ -44,6 +49,22 @@ struct serve_config {
 FV_INTERNAL int fv__serve_config_parse(struct serve_config *out, json_object *section,
                                        const char *where, const fv_context *ctx);
 FV_INTERNAL void fv__serve_config_clear(struct serve_config *cfg);
+/* FV_OK when requests will be authenticated (app_secrets), or when
+ * allow_unsigned says explicitly that they need not be; FV_ERR_CONFIG saying
+ * what to add otherwise. `doctor` and `serve` share this rule. */
+FV_INTERNAL int fv__serve_config_signing(const struct serve_config *cfg, const char *where);
+
+/* One WARNING line per property of the key that weakens it. */
+FV_INTERNAL void fv__serve_key_warnings(fv_key *key);
+
+/* ---- serve/listen.c: listening sockets ---- */
+
+/* A non-blocking, close-on-exec TCP socket listening on host:port. Errors
+ * name serve.<field> and the address as written. */
+FV_INTERNAL int fv__serve_listen(int *fd, const char *host, unsigned int port,
+                                 const char *field, const char *as_written);
+/* The port a listening socket is bound to, or 0. */
+FV_INTERNAL unsigned int fv__serve_bound_port(int fd);
 
 /* ---- serve_upstream.c: the business logic over a libcurl keep-alive pool ---- */
 

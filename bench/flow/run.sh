@@ -45,7 +45,8 @@ FV_PORT=$(free_port)
 THREADS=$(nproc)
 cat >"$T/config.json" <<JSON
 {"keys": {"bench": {"provider": "pem", "path": "key.pem"}},
- "serve": {"listen": "127.0.0.1:$FV_PORT", "keys": ["bench"], "threads": $THREADS}}
+ "serve": {"listen": "127.0.0.1:$FV_PORT", "admin_listen": "off", "keys": ["bench"],
+           "allow_unsigned": true, "threads": $THREADS}}
 JSON
 chmod 600 "$T/config.json"
 "$FV" --config "$T/config.json" pubkey bench >"$T/pub.pem"

@@ -179,6 +179,11 @@ typedef struct fv_server fv_server;
  * Nothing listens yet. Errors name the JSON path.
  */
 FV_API int fv_server_new(fv_server **out, fv_context *ctx);
+/*
+ * What `flowvault serve --check` proves: bind and release serve.listen and
+ * serve.admin_listen, so that fv_server_start can bind them too.
+ */
+FV_API int fv_server_check(fv_server *server);
 /* Bind and start answering (libmicrohttpd thread pool). */
 FV_API int fv_server_start(fv_server *server);
 /* The bound TCP port (useful with "listen": "127.0.0.1:0"), or 0. */

@@ -44,7 +44,8 @@ chmod 600 "$T/current.pem"
 cat >"$T/config.json" <<EOF
 {
   "keys": {"current": {"provider": "pem", "path": "current.pem"}},
-  "serve": {"listen": "127.0.0.1:$PORT", "keys": ["current"],
+  "serve": {"listen": "127.0.0.1:$PORT", "admin_listen": "off", "keys": ["current"],
+            "allow_unsigned": true,
             "max_connections": $MAX_CONN, "request_timeout_s": $TIMEOUT_S,
             "max_body_bytes": $MAX_BODY, "threads": 2}
 }

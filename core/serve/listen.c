@@ -1,0 +1,73 @@
+/*
+ * Listening sockets of the server: bound by the process that starts it (the
+ * supervisor, or the single process with isolation "none"), handed to
+ * libmicrohttpd with MHD_OPTION_LISTEN_SOCKET, and shared by every worker.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../serve_internal.h"
+
+#define LISTEN_BACKLOG 1024
+
+int fv__serve_listen(int *fd_out, const char *host, unsigned int port, const char *field,
+                     const char *as_written)
+{
+	struct addrinfo hints, *res = NULL;
+	char service[8];
+	int fd, one = 1, err;
+
+	*fd_out = -1;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(service, sizeof(service), "%u", port);
+	err = getaddrinfo(host, service, &hints, &res);
+	if (err != 0 || !res)
+		return fv__error_set(FV_ERR_CONFIG, "serve.%s: cannot resolve '%s': %s", field,
+		                     host, gai_strerror(err));
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		err = errno;
+		freeaddrinfo(res);
+		return fv__error_set(FV_ERR_GENERIC, "serve.%s: cannot create a socket: %s", field,
+		                     strerror(err));
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (res->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
+		err = errno;
+		freeaddrinfo(res);
+		close(fd);
+		return fv__error_set(FV_ERR_GENERIC,
+			"serve.%s: cannot listen on %s: %s%s", field, as_written, strerror(err),
+			err == EADDRINUSE ? " (another process listens there: stop it or choose "
+			                    "another port)"
+			: err == EACCES ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" : "");
+	}
+	freeaddrinfo(res);
+	*fd_out = fd;
+	return FV_OK;
+}
+
+unsigned int fv__serve_bound_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return 0;
+}

@@ -16,7 +16,7 @@ static int run_serve(struct cli *cli, int argc, char **argv)
 	fv_context *ctx = NULL;
 	fv_server *server = NULL;
 	sigset_t stop_signals;
-	int c, rc, check_only = 0, sig = 0;
+	int c, rc, check_only = 0;
 
 	opterr = 0;
 	optind = 1;
@@ -57,15 +57,11 @@ static int run_serve(struct cli *cli, int argc, char **argv)
 			fprintf(stderr, "flowvault serve: configuration, keys and addresses are usable\n");
 		goto out;
 	}
-	if (fv_server_start(server) != FV_OK) {
+	/* Until SIGTERM or SIGINT; SIGHUP reloads the configuration. */
+	if (fv_server_run(server) != FV_OK) {
 		rc = cli_fail(cli);
 		goto out;
 	}
-	while (sigwait(&stop_signals, &sig) != 0 || sig == SIGHUP)
-		; /* SIGHUP: nothing to reload yet; keep serving rather than die */
-	fprintf(stderr, "flowvault serve: %s: finishing requests in flight\n",
-	        sig == SIGINT ? "SIGINT" : "SIGTERM");
-	fv_server_shutdown(server);
 	rc = EXIT_OK;
 out:
 	fv_server_free(server);

@@ -12,7 +12,8 @@
 static const char *const serve_fields[] = {
 	"listen", "admin_listen", "cert", "key", "path", "keys", "app_secrets",
 	"allow_unsigned", "upstream", "upstream_timeout_ms", "max_body_bytes",
-	"max_connections", "request_timeout_s", "threads", NULL
+	"max_connections", "request_timeout_s", "threads", "isolation", "workers",
+	"user", "pid_file", "log_format", NULL
 };
 
 #define MAX_APP_SECRETS 2
@@ -51,6 +52,8 @@ void fv__serve_config_clear(struct serve_config *cfg)
 		free(cfg->app_secrets[i]);
 	free(cfg->app_secrets);
 	free(cfg->upstream);
+	free(cfg->user);
+	free(cfg->pid_file);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -223,6 +226,7 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 	cfg.max_connections = SERVE_DEFAULT_MAX_CONNECTIONS;
 	cfg.request_timeout_s = SERVE_DEFAULT_REQUEST_TIMEOUT_S;
 	cfg.threads = SERVE_DEFAULT_THREADS;
+	cfg.workers = SERVE_DEFAULT_WORKERS;
 
 	{
 		const char *listen = SERVE_DEFAULT_LISTEN;
@@ -320,6 +324,12 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 	}
 	if ((rc = string_list(&cfg.keys, &cfg.key_count, v, where, "keys", 0, 0)) != FV_OK)
 		goto out;
+	if (cfg.key_count > SERVE_MAX_KEYS) {
+		rc = fv__error_set(FV_ERR_CONFIG,
+			"%s.keys: %zu keys; at most %d (the current key and those kept while rotating)",
+			where, cfg.key_count, SERVE_MAX_KEYS);
+		goto out;
+	}
 	if (cfg.key_count == 0) {
 		rc = fv__error_set(FV_ERR_CONFIG,
 			"%s.keys: empty; name at least one key from \"keys\"", where);
@@ -385,6 +395,61 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 		if ((rc = want_int(&n, v, where, "threads", 1, 1024)) != FV_OK)
 			goto out;
 		cfg.threads = (unsigned int)n;
+	}
+	if (json_object_object_get_ex(section, "workers", &v)) {
+		if ((rc = want_int(&n, v, where, "workers", 1, 64)) != FV_OK)
+			goto out;
+		cfg.workers = (unsigned int)n;
+	}
+	if (json_object_object_get_ex(section, "isolation", &v)) {
+		const char *iso;
+
+		if ((rc = want_string(v, where, "isolation")) != FV_OK)
+			goto out;
+		iso = json_object_get_string(v);
+		if (strcmp(iso, "separated") == 0) {
+			cfg.isolation = SERVE_SEPARATED;
+		} else if (strcmp(iso, "none") == 0) {
+			cfg.isolation = SERVE_SINGLE_PROCESS;
+		} else {
+			rc = fv__error_set(FV_ERR_CONFIG, "%s.isolation: '%s' is not \"separated\" "
+			                   "(the default) or \"none\"", where, iso);
+			goto out;
+		}
+	}
+	if (json_object_object_get_ex(section, "log_format", &v)) {
+		const char *fmt;
+
+		if ((rc = want_string(v, where, "log_format")) != FV_OK)
+			goto out;
+		fmt = json_object_get_string(v);
+		if (strcmp(fmt, "text") == 0) {
+			cfg.log_format = SERVE_LOG_TEXT;
+		} else if (strcmp(fmt, "json") == 0) {
+			cfg.log_format = SERVE_LOG_JSON;
+		} else {
+			rc = fv__error_set(FV_ERR_CONFIG, "%s.log_format: '%s' is not \"text\" (the "
+			                   "default) or \"json\"", where, fmt);
+			goto out;
+		}
+	}
+	if (json_object_object_get_ex(section, "user", &v)) {
+		if ((rc = want_string(v, where, "user")) != FV_OK)
+			goto out;
+		if (!(cfg.user = strdup(json_object_get_string(v)))) {
+			rc = fv__error_nomem();
+			goto out;
+		}
+	}
+	if (json_object_object_get_ex(section, "pid_file", &v)) {
+		if ((rc = want_string(v, where, "pid_file")) != FV_OK)
+			goto out;
+		cfg.pid_file = ctx ? fv__config_resolve_path(ctx, json_object_get_string(v))
+		                   : strdup(json_object_get_string(v));
+		if (!cfg.pid_file) {
+			rc = fv__error_nomem();
+			goto out;
+		}
 	}
 out:
 	if (rc != FV_OK || !out)

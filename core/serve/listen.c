@@ -71,3 +71,37 @@ unsigned int fv__serve_bound_port(int fd)
 		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
 	return 0;
 }
+
+int fv__serve_bind(const struct serve_config *cfg, int *flows_fd, int *admin_fd)
+{
+	int rc;
+
+	*admin_fd = -1;
+	if ((rc = fv__serve_listen(flows_fd, cfg->host, cfg->port, "listen", cfg->listen)) != FV_OK)
+		return rc;
+	if (cfg->admin_listen &&
+	    (rc = fv__serve_listen(admin_fd, cfg->admin_host, cfg->admin_port, "admin_listen",
+	                           cfg->admin_listen)) != FV_OK) {
+		close(*flows_fd);
+		*flows_fd = -1;
+	}
+	return rc;
+}
+
+void fv__serve_log_started(const struct serve_gen *gen, unsigned int port, const char *how)
+{
+	const struct serve_config *cfg = &gen->cfg;
+
+	if (!cfg->app_secret_count)
+		fv__log(FV_LOG_WARNING, "serve: serve.allow_unsigned is true and no app_secrets "
+		        "are set: X-Hub-Signature-256 is not checked, so anyone who reaches %s can "
+		        "make the key decrypt; set serve.app_secrets", cfg->listen);
+	fv__log(FV_LOG_INFO, "serve: answering Flows requests on %s://%s%s%s:%u%s with %zu key%s "
+	        "(%s), %s, upstream %s; /healthz and /metrics %s%s",
+	        gen->tls_cert ? "https" : "http", strchr(cfg->host, ':') ? "[" : "",
+	        cfg->host, strchr(cfg->host, ':') ? "]" : "", port, cfg->path, cfg->key_count,
+	        cfg->key_count == 1 ? "" : "s", cfg->keys[0], how,
+	        cfg->upstream ? "configured" : "none (pings and error notifications only)",
+	        cfg->admin_listen ? "on http://" : "off",
+	        cfg->admin_listen ? cfg->admin_listen : "");
+}

@@ -228,6 +228,7 @@ void fv__keyproc_main(struct serve_gen *gen, int ctl, const int *channels, size_
 	size_t i, nfds;
 
 	fv__serve_log_role("key");
+	prctl(PR_SET_NAME, "fv-keyproc"); /* for ps and the tests */
 	/* No core dump and no ptrace by the same user: this process holds keys. */
 	prctl(PR_SET_DUMPABLE, 0);
 	setrlimit(RLIMIT_CORE, &no_core);

@@ -133,6 +133,7 @@ void fv__worker_main(struct serve_gen *gen, unsigned int index,
 
 	snprintf(role, sizeof(role), "worker %u", index + 1);
 	fv__serve_log_role(role);
+	prctl(PR_SET_NAME, "fv-worker");
 	memset(&w, 0, sizeof(w));
 	w.gen = gen;
 	pthread_mutex_init(&w.health_lock, NULL);

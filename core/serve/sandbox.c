@@ -9,6 +9,7 @@
  * for finding what a new library version needs.
  */
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -66,6 +67,11 @@ static void on_sigsys(int sig, siginfo_t *info, void *ctx)
 	             (int)getpid(), name ? name : "?", info->si_syscall);
 	if (n > 0 && write(2, line, (size_t)n) < 0)
 		n = 0;
+	{
+		void *frames[32];
+
+		backtrace_symbols_fd(frames, backtrace(frames, 32), 2);
+	}
 	_exit(70);
 }
 
@@ -90,7 +96,9 @@ int fv__sandbox_enter(int debug)
 		                     strerror(errno));
 	if (debug) {
 		struct sigaction sa;
+		void *frame;
 
+		backtrace(&frame, 1); /* loads libgcc_s now, while that is allowed */
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_sigaction = on_sigsys;
 		sa.sa_flags = SA_SIGINFO;

@@ -102,6 +102,8 @@ static void preload(void)
 	                        "x", 1, "k", 1);
 	fv_error_clear();
 	RAND_bytes(out, sizeof(out));
+	/* The first gmtime_r (libmicrohttpd's Date header) reads the time zone. */
+	tzset();
 	if ((o = json_tokener_parse("{\"a\":1}")) != NULL)
 		json_object_put(o);
 	/* glibc's malloc reads /proc/sys/vm/overcommit_memory the first time it

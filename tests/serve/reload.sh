@@ -22,7 +22,7 @@ serve_start "$T/config.json" "$PORT"
 wait_workers 2
 make_ping
 
-FLOW_BODY="$T/ping.json" FLOW_SIGNATURE="$SIG" wrk -t2 -c16 -d14s \
+FLOW_BODY="$T/ping.json" FLOW_SIGNATURE="$SIG" wrk -t2 -c16 -d20s \
 	-s "$FV_SOURCE_DIR/bench/flow/post.lua" "$URL" >"$T/wrk.txt" 2>&1 &
 wrk_pid=$!
 sleep 1
@@ -37,7 +37,12 @@ json.dump(c, open(sys.argv[1], "w"))
 PY
 	fi
 	kill -HUP "$SERVE_PID"
-	sleep 1.1
+	# Signals sent during a reload coalesce: wait for this one to finish.
+	for ((j = 0; j < 100; j++)); do
+		[ "$(grep -c 'serve: reloaded: generation' "$T/serve.log")" -ge "$i" ] && break
+		sleep 0.1
+	done
+	sleep 0.5
 done
 wait "$wrk_pid" || fail "wrk failed: $(cat "$T/wrk.txt")"
 cat "$T/wrk.txt"

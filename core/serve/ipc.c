@@ -4,12 +4,12 @@
  * workers' side of the key process channels.
  */
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -147,6 +147,11 @@ void fv__link_set(struct keyproc_link *l, size_t first, const int *fds, size_t c
 			continue;
 		}
 		c = &l->ch[first + i];
+		{
+			struct timeval tv = { IPC_TIMEOUT_MS / 1000, (IPC_TIMEOUT_MS % 1000) * 1000 };
+
+			setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		}
 		pthread_mutex_lock(&c->lock);
 		if (c->fd >= 0)
 			close(c->fd);
@@ -202,20 +207,16 @@ static int roundtrip(struct keyproc_link *l, struct ipc_request *req, void *repl
 		goto dead;
 	deadline = now_ms() + IPC_TIMEOUT_MS;
 	for (;;) {
-		struct pollfd p = { c->fd, POLLIN, 0 };
-		double left = deadline - now_ms();
-		ssize_t n;
+		/* One recv per reply: SO_RCVTIMEO (set in fv__link_set) bounds it. */
+		ssize_t n = recv(c->fd, reply, reply_len, MSG_TRUNC);
 
-		if (left <= 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			fv__log(FV_LOG_ERROR, "serve: the key process did not answer within %d ms "
 			        "(answering 503)", IPC_TIMEOUT_MS);
 			goto out;
 		}
-		if (poll(&p, 1, (int)left + 1) < 0 && errno != EINTR)
-			goto dead;
-		if (!(p.revents & (POLLIN | POLLHUP | POLLERR)))
-			continue;
-		n = recv(c->fd, reply, reply_len, MSG_TRUNC);
 		if (n <= 0)
 			goto dead;
 		if ((size_t)n == reply_len && ((const uint32_t *)reply)[1] == req->id &&
@@ -224,6 +225,8 @@ static int roundtrip(struct keyproc_link *l, struct ipc_request *req, void *repl
 			goto out;
 		}
 		/* A late reply to an earlier request, or junk: skip it. */
+		if (now_ms() > deadline)
+			goto out;
 	}
 dead:
 	/* The key process is gone: this channel stays closed until the

@@ -63,6 +63,7 @@ unsigned int fv__serve_bound_port(int fd)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 
+	memset(&ss, 0, sizeof(ss));
 	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
 		return 0;
 	if (ss.ss_family == AF_INET)

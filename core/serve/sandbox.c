@@ -66,13 +66,25 @@ static void on_sigsys(int sig, siginfo_t *info, void *ctx)
 	             "flowvault: error: serve: worker %d: forbidden system call %s (%d)\n",
 	             (int)getpid(), name ? name : "?", info->si_syscall);
 	if (n > 0 && write(2, line, (size_t)n) < 0)
-		n = 0;
+		_exit(70);
 	{
 		void *frames[32];
 
 		backtrace_symbols_fd(frames, backtrace(frames, 32), 2);
 	}
 	_exit(70);
+}
+
+/* Argument `arg` equals `value` (SCMP_A0 and friends leave a field out). */
+static struct scmp_arg_cmp arg_eq(unsigned int arg, scmp_datum_t value)
+{
+	struct scmp_arg_cmp a;
+
+	memset(&a, 0, sizeof(a));
+	a.arg = arg;
+	a.op = SCMP_CMP_EQ;
+	a.datum_a = value;
+	return a;
 }
 
 static int add(scmp_filter_ctx f, const char *name, unsigned int argc,
@@ -116,13 +128,13 @@ int fv__sandbox_enter(int debug)
 		static const int families[] = { AF_INET, AF_INET6, AF_UNIX };
 
 		for (i = 0; i < 3 && rc == 0; i++) {
-			struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]);
+			struct scmp_arg_cmp a = arg_eq(0, (scmp_datum_t)families[i]);
 
 			rc = add(f, "socket", 1, &a);
 		}
 	}
 	if (rc == 0) {
-		struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, AF_UNIX);
+		struct scmp_arg_cmp a = arg_eq(0, AF_UNIX);
 
 		rc = add(f, "socketpair", 1, &a);
 	}
@@ -131,14 +143,14 @@ int fv__sandbox_enter(int debug)
 		static const unsigned long requests[] = { FIONBIO, FIONREAD, TCGETS };
 
 		for (i = 0; i < 3 && rc == 0; i++) {
-			struct scmp_arg_cmp a = SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)requests[i]);
+			struct scmp_arg_cmp a = arg_eq(1, (scmp_datum_t)requests[i]);
 
 			rc = add(f, "ioctl", 1, &a);
 		}
 	}
 	/* prctl(): thread names only (libmicrohttpd names its threads). */
 	if (rc == 0) {
-		struct scmp_arg_cmp a = SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME);
+		struct scmp_arg_cmp a = arg_eq(0, PR_SET_NAME);
 
 		rc = add(f, "prctl", 1, &a);
 	}

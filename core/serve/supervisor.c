@@ -761,13 +761,11 @@ static void reload(struct serve_supervisor *sup)
 	struct serve_gen *old = sup->gen, *gen = NULL;
 	const char *path = fv_context_config_path(old->ctx);
 	fv_context *ctx = NULL;
-	int rc;
 
 	sd_notify(0, "RELOADING=1");
 	fv__log(FV_LOG_INFO, "serve: SIGHUP: loading %s", path ? path : "the configuration");
-	if ((rc = fv_context_open(&ctx, path, 0)) != FV_OK ||
-	    (rc = fv__gen_new(&gen, ctx, 1, old)) != FV_OK ||
-	    (rc = reload_compatible(&old->cfg, &gen->cfg)) != FV_OK) {
+	if (fv_context_open(&ctx, path, 0) != FV_OK || fv__gen_new(&gen, ctx, 1, old) != FV_OK ||
+	    reload_compatible(&old->cfg, &gen->cfg) != FV_OK) {
 		fv__log(FV_LOG_ERROR, "serve: reload failed, still serving generation %u: %s", old->id,
 		        fv_error_last()->message);
 		fv__gen_free(gen);
@@ -776,7 +774,7 @@ static void reload(struct serve_supervisor *sup)
 		return;
 	}
 	gen->id = sup->next_id++;
-	if ((rc = start_gen(sup, gen)) != FV_OK) {
+	if (start_gen(sup, gen) != FV_OK) {
 		fv__log(FV_LOG_ERROR, "serve: reload failed, still serving generation %u: %s", old->id,
 		        fv_error_last()->message);
 		fv__gen_free(gen);

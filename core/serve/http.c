@@ -467,6 +467,8 @@ static struct MHD_Daemon *start_daemon(struct serve_http *srv, int fd,
 		flags |= MHD_USE_TLS;
 	return MHD_start_daemon(
 		flags, 0, NULL, NULL, handler, srv,
+		/* First, so that libmicrohttpd's remarks on the options below reach it. */
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 		/* 1 would be a pool of one; 0 is the daemon's own thread. */
 		MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0,
@@ -474,7 +476,6 @@ static struct MHD_Daemon *start_daemon(struct serve_http *srv, int fd,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->cfg->request_timeout_s,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
 		tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
 		MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key,
 		MHD_OPTION_END);

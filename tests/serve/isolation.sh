@@ -57,3 +57,15 @@ for w in $workers; do
 done
 pass "workers hold no file descriptor but sockets, anonymous inodes and 0-2"
 serve_stop
+
+# With -q the supervisor logs nothing before it forks, so nothing it did by
+# chance (reading the time zone) is inherited: workers must have loaded all
+# they need themselves (libmicrohttpd's Date header reads the time zone).
+"$FV" -q --config "$T/config.json" serve >"$T/quiet.out" 2>"$T/quiet.log" &
+SERVE_PID=$!
+at_exit "kill -9 $SERVE_PID"
+wait_workers 2
+for i in $(seq 10); do [ "$(ping_status)" = 200 ] || fail "quiet serve: ping $i failed: $(cat "$T/quiet.log")"; done
+! grep -q "seccomp" "$T/quiet.log" || fail "a quiet serve's worker was killed: $(cat "$T/quiet.log")"
+serve_stop
+pass "serve -q: workers answer (nothing they need is loaded only by chance)"

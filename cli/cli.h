@@ -70,6 +70,9 @@ extern const struct cli_command cli_cmd_rotate;
 extern const struct cli_command cli_cmd_doctor;
 
 
+/* `flow media-decrypt` (cmd_media.c); argv starts at "media-decrypt". */
+int cli_flow_media_decrypt(struct cli *cli, int argc, char **argv);
+
 /* All commands, NULL-terminated, and one by name (NULL if unknown). */
 extern const struct cli_command *const cli_commands[];
 const struct cli_command *cli_find_command(const char *name);

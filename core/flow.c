@@ -3,8 +3,13 @@
  * response encryption, the X-Hub-Signature-256 check, and a request handler
  * that needs no sockets (the server and the fuzzers both drive it).
  *
- * Every length is checked before it is used; everything derived from the
- * request that could help an attacker (AES key, clear text) is wiped.
+ * Every length is checked before it is used. What this file derives from a
+ * request or its answer is wiped before it is freed: the AES key, the clear
+ * text, and the values json-c copies out of clear text while checking it
+ * (strings, numbers, member names, the tokener's buffer). Not wiped: member
+ * names the tokener copies while it reads an object (freed as it goes; they
+ * name fields, the values are wiped), and the HTTP layers' own buffers
+ * (libmicrohttpd, libcurl), which this file does not allocate.
  */
 #include <limits.h>
 #include <stdatomic.h>
@@ -16,6 +21,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+
+#include <json-c/printbuf.h>
 
 #include "internal.h"
 
@@ -156,27 +163,94 @@ static int string_field(json_object *root, const char *name, const char **s,
 	return 1;
 }
 
+/* True when the `len` bytes at `p` are JSON white space (bounded: the text
+ * need not be NUL-terminated). */
+static int only_space(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+			return 0;
+	return 1;
+}
+
+/* Overwrite every value json-c copied out of clear text (strings, member
+ * names, numbers and the text json-c keeps of a double), then free it. */
+static void json_wipe_put(json_object *obj)
+{
+	size_t i, n;
+
+	if (!obj)
+		return;
+	switch (json_object_get_type(obj)) {
+	case json_type_string:
+		OPENSSL_cleanse((char *)json_object_get_string(obj),
+		                (size_t)json_object_get_string_len(obj));
+		break;
+	case json_type_double: {
+		char *text = json_object_get_userdata(obj);
+
+		if (text)
+			OPENSSL_cleanse(text, strlen(text));
+		json_object_set_double(obj, 0);
+		break;
+	}
+	case json_type_int:
+		json_object_set_int64(obj, 0);
+		break;
+	case json_type_array:
+		n = json_object_array_length(obj);
+		for (i = 0; i < n; i++)
+			json_wipe_put(json_object_get(json_object_array_get_idx(obj, i)));
+		break;
+	case json_type_object: {
+		json_object_object_foreach(obj, key, value) {
+			json_wipe_put(json_object_get(value));
+			OPENSSL_cleanse(key, strlen(key));
+		}
+		break;
+	}
+	default:
+		break;
+	}
+	json_object_put(obj);
+}
+
 /* Parse a JSON document of exactly `len` bytes (white space around it is
- * fine); NULL when it is not JSON, not UTF-8, or has trailing bytes. */
+ * fine); NULL when it is not JSON, not UTF-8, or has trailing bytes. Free
+ * the result with json_wipe_put when the text was secret. */
 static json_object *parse_json(const char *text, size_t len)
 {
 	struct json_tokener *tok;
 	json_object *obj;
 	size_t end;
 
-	if (len > (size_t)INT_MAX || memchr(text, '\0', len))
+	if (len > (size_t)INT_MAX - 1 || memchr(text, '\0', len))
 		return NULL;
 	tok = json_tokener_new();
 	if (!tok)
 		return NULL;
+	/*
+	 * The tokener collects each token in its print buffer, which grows by
+	 * realloc and would leave unwiped copies of clear text behind: give it
+	 * room for the whole text up front, and wipe it afterwards. (The
+	 * member is documented as internal; json-c 0.16 offers no other way.)
+	 */
+	if (printbuf_memset(tok->pb, 0, 0, (int)len + 1) < 0) {
+		json_tokener_free(tok);
+		return NULL;
+	}
+	printbuf_reset(tok->pb);
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, text, (int)len);
 	end = json_tokener_get_parse_end(tok);
 	if (obj && (json_tokener_get_error(tok) != json_tokener_success ||
-	            (end < len && strspn(text + end, " \t\r\n") != len - end))) {
-		json_object_put(obj);
+	            (end < len && !only_space(text + end, len - end)))) {
+		json_wipe_put(obj);
 		obj = NULL;
 	}
+	OPENSSL_cleanse(tok->pb->buf, (size_t)tok->pb->size);
 	json_tokener_free(tok);
 	return obj;
 }
@@ -258,8 +332,8 @@ static int decrypt_payload(char **clear, size_t *clear_len, fv_flow_session **se
 	plain = NULL;
 	rc = FV_OK;
 out:
-	/* json-c keeps its own copy of the clear text's strings. */
-	json_object_put(obj);
+	/* json-c keeps its own copies of the clear text's values. */
+	json_wipe_put(obj);
 	if (plain)
 		OPENSSL_clear_free(plain, plain_len + 1);
 	OPENSSL_free(iv);
@@ -462,8 +536,7 @@ void fv_flow_handler_free(fv_flow_handler *h)
 	if (!h)
 		return;
 	for (i = 0; i < h->secret_count; i++)
-		if (h->secrets[i].value)
-			OPENSSL_clear_free(h->secrets[i].value, h->secrets[i].len + 1);
+		fv__secure_free(h->secrets[i].value, h->secrets[i].len + 1);
 	free(h->secrets);
 	free(h->keys);
 	free(h);
@@ -487,7 +560,8 @@ static int handler_new(fv_flow_handler **out, const fv_flow_handler_config *cfg)
 		return fv__error_nomem();
 	}
 	for (i = 0; i < cfg->app_secret_count; i++) {
-		h->secrets[i].value = OPENSSL_malloc(cfg->app_secret_lens[i] + 1);
+		/* Kept for the server's lifetime: on the secure heap, out of core dumps. */
+		h->secrets[i].value = fv__secure_alloc(cfg->app_secret_lens[i] + 1);
 		if (!h->secrets[i].value) {
 			fv_flow_handler_free(h);
 			return fv__error_nomem();
@@ -619,7 +693,7 @@ static int classify(const char *clear, size_t clear_len)
 	         json_object_is_type(data, json_type_object) &&
 	         json_object_object_get_ex(data, "error", &v))
 		outcome = FV_FLOW_ERROR_ACK;
-	json_object_put(obj);
+	json_wipe_put(obj);
 	return outcome;
 }
 
@@ -725,7 +799,7 @@ static int call_upstream(fv_flow_reply *reply, fv_flow_handler *h,
 	}
 	rc = reply_encrypt(reply, session, answer, answer_len, 200, FV_FLOW_ANSWERED);
 out:
-	json_object_put(obj);
+	json_wipe_put(obj);
 	if (answer) {
 		OPENSSL_cleanse(answer, answer_len);
 		free(answer);

@@ -24,6 +24,11 @@ void fv_log_set(fv_log_fn fn, void *arg, int level)
 	log_level = level;
 }
 
+int fv__log_enabled(int level)
+{
+	return level <= log_level;
+}
+
 void fv__vlog(int level, const char *fmt, va_list ap)
 {
 	char line[2048];

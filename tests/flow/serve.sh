@@ -11,6 +11,7 @@ ADMIN=$(flow_free_port)
 URL="http://127.0.0.1:$PORT/flows"
 export APP_SECRET_NEW=new-secret-123 APP_SECRET_OLD=old-secret-456
 
+export UPSTREAM_SLOW_MARK="$T/slow.mark"
 upstream_start "$UP" 3
 flow_config "$T/config.json" "{
     \"listen\": \"127.0.0.1:$PORT\",
@@ -166,10 +167,14 @@ flow_config "$T/slow.json" "{
     \"allow_unsigned\": true,
     \"upstream\": \"http://127.0.0.1:$UP/logic\", \"upstream_timeout_ms\": 5000 }"
 serve_start "$T/slow.json" "$PORT"
+rm -f "$T/slow.mark"
 node "$CLIENT" post --url "$URL" --pub "$T/current.pub" \
 	--payload '{"version":"3.0","action":"data_exchange","flow_token":"slow","data":{}}' >"$T/inflight.json" &
 client=$!
-sleep 1
+# SIGTERM once the request is in flight (at the upstream), however slow the
+# client is to start.
+for ((i = 0; i < 100; i++)); do [ -e "$T/slow.mark" ] && break; sleep 0.1; done
+[ -e "$T/slow.mark" ] || fail "the slow request never reached the upstream"
 serve_stop
 wait "$client" || fail "the in-flight client failed"
 OUT=$(cat "$T/inflight.json")

@@ -523,6 +523,10 @@ struct fv_flow_handler {
 	fv_flow_upstream_fn upstream;
 	void *upstream_arg;
 	atomic_int no_upstream_logged;
+	/* Set by fv__flow_handler_new_unwrap: no keys here, the RSA step is a call. */
+	const char *const *key_names;
+	fv__flow_unwrap_fn unwrap;
+	void *unwrap_arg;
 };
 
 void fv_flow_handler_free(fv_flow_handler *h)
@@ -538,33 +542,23 @@ void fv_flow_handler_free(fv_flow_handler *h)
 	free(h);
 }
 
-int fv_flow_handler_new(fv_flow_handler **out, const fv_flow_handler_config *cfg)
+/* The handler without its keys: app secrets and upstream. */
+static int handler_new(fv_flow_handler **out, const fv_flow_handler_config *cfg)
 {
 	fv_flow_handler *h;
 	size_t i;
 
-	if (!out || !cfg || !cfg->keys || cfg->key_count == 0 ||
-	    (cfg->app_secret_count && (!cfg->app_secrets || !cfg->app_secret_lens)))
-		return fv__error_set(FV_ERR_USAGE,
-			"fv_flow_handler_new: at least one key is needed");
 	*out = NULL;
+	if (cfg->app_secret_count && (!cfg->app_secrets || !cfg->app_secret_lens))
+		return fv__error_set(FV_ERR_USAGE, "fv_flow_handler_new: app secrets missing");
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return fv__error_nomem();
-	h->keys = calloc(cfg->key_count, sizeof(*h->keys)); // NOLINT(bugprone-sizeof-expression): an array of fv_key pointers
 	h->secrets = calloc(cfg->app_secret_count + 1, sizeof(*h->secrets));
-	if (!h->keys || !h->secrets) {
+	if (!h->secrets) {
 		fv_flow_handler_free(h);
 		return fv__error_nomem();
 	}
-	for (i = 0; i < cfg->key_count; i++) {
-		if (!cfg->keys[i]) {
-			fv_flow_handler_free(h);
-			return fv__error_set(FV_ERR_USAGE, "fv_flow_handler_new: key %zu is NULL", i);
-		}
-		h->keys[i] = cfg->keys[i];
-	}
-	h->key_count = cfg->key_count;
 	for (i = 0; i < cfg->app_secret_count; i++) {
 		/* Kept for the server's lifetime: on the secure heap, out of core dumps. */
 		h->secrets[i].value = fv__secure_alloc(cfg->app_secret_lens[i] + 1);
@@ -583,6 +577,50 @@ int fv_flow_handler_new(fv_flow_handler **out, const fv_flow_handler_config *cfg
 	return FV_OK;
 }
 
+int fv_flow_handler_new(fv_flow_handler **out, const fv_flow_handler_config *cfg)
+{
+	fv_flow_handler *h;
+	size_t i;
+	int rc;
+
+	if (!out || !cfg || !cfg->keys || cfg->key_count == 0)
+		return fv__error_set(FV_ERR_USAGE,
+			"fv_flow_handler_new: at least one key is needed");
+	for (i = 0; i < cfg->key_count; i++)
+		if (!cfg->keys[i])
+			return fv__error_set(FV_ERR_USAGE, "fv_flow_handler_new: key %zu is NULL", i);
+	if ((rc = handler_new(&h, cfg)) != FV_OK)
+		return rc;
+	h->keys = calloc(cfg->key_count, sizeof(*h->keys)); // NOLINT(bugprone-sizeof-expression): an array of fv_key pointers
+	if (!h->keys) {
+		fv_flow_handler_free(h);
+		return fv__error_nomem();
+	}
+	memcpy(h->keys, cfg->keys, cfg->key_count * sizeof(*h->keys)); // NOLINT(bugprone-sizeof-expression): an array of fv_key pointers
+	h->key_count = cfg->key_count;
+	*out = h;
+	return FV_OK;
+}
+
+int fv__flow_handler_new_unwrap(fv_flow_handler **out, const fv_flow_handler_config *cfg,
+                                const char *const *key_names, size_t key_count,
+                                fv__flow_unwrap_fn unwrap, void *unwrap_arg)
+{
+	fv_flow_handler *h;
+	int rc;
+
+	if (!out || !cfg || !key_names || !key_count || !unwrap)
+		return fv__error_set(FV_ERR_USAGE, "fv__flow_handler_new_unwrap: missing argument");
+	if ((rc = handler_new(&h, cfg)) != FV_OK)
+		return rc;
+	h->key_names = key_names;
+	h->key_count = key_count;
+	h->unwrap = unwrap;
+	h->unwrap_arg = unwrap_arg;
+	*out = h;
+	return FV_OK;
+}
+
 const char *fv_flow_outcome_name(int outcome)
 {
 	switch (outcome) {
@@ -596,6 +634,7 @@ const char *fv_flow_outcome_name(int outcome)
 	case FV_FLOW_NO_UPSTREAM: return "no-upstream";
 	case FV_FLOW_KEY_ERROR: return "key-error";
 	case FV_FLOW_INTERNAL_ERROR: return "internal-error";
+	case FV_FLOW_KEYS_UNAVAILABLE: return "keys-unavailable";
 	default: return "unknown";
 	}
 }
@@ -658,6 +697,52 @@ static int classify(const char *clear, size_t clear_len)
 	return outcome;
 }
 
+/* The request's RSA step through the handler's unwrap call (the server's
+ * key process), then the AES part here. *unavailable when the keys could not
+ * be asked. */
+static int decrypt_by_call(fv_flow_handler *h, char **clear, size_t *clear_len,
+                           fv_flow_session **session, size_t *key_index,
+                           const void *body, size_t body_len, int *unavailable)
+{
+	struct envelope env;
+	unsigned char *wrapped = NULL;
+	unsigned char aes_key[FV_FLOW_AES_KEY_BYTES];
+	size_t wrapped_len = 0;
+	int rc;
+
+	*clear = NULL;
+	*session = NULL;
+	if ((rc = envelope_parse(&env, body, body_len)) != FV_OK)
+		return rc;
+	if (env.aes_key_len > AES_KEY_B64_MAX ||
+	    b64_decode(&wrapped, &wrapped_len, env.aes_key, env.aes_key_len) != FV_OK) {
+		json_object_put(env.root);
+		return fv__error_set(FV_ERR_DECRYPT, "encrypted_aes_key is not valid base64");
+	}
+	switch (h->unwrap(h->unwrap_arg, aes_key, key_index, wrapped, wrapped_len)) {
+	case FV__UNWRAP_OK:
+		rc = decrypt_payload(clear, clear_len, session, &env, aes_key);
+		if (rc == FV_ERR_DECRYPT)
+			fv__error_prefix("key '%s'", h->key_names[*key_index]);
+		break;
+	case FV__UNWRAP_UNDECRYPTABLE:
+		rc = fv__error_set(FV_ERR_DECRYPT, "no key in serve.keys decrypts encrypted_aes_key "
+		                   "to a %d-byte AES key", FV_FLOW_AES_KEY_BYTES);
+		break;
+	case FV__UNWRAP_UNAVAILABLE:
+		*unavailable = 1;
+		rc = fv__error_set(FV_ERR_BACKEND, "the key process is not available");
+		break;
+	default:
+		rc = fv__error_set(FV_ERR_BACKEND, "a key backend failed (see the key process's log)");
+		break;
+	}
+	OPENSSL_cleanse(aes_key, sizeof(aes_key));
+	OPENSSL_free(wrapped);
+	json_object_put(env.root);
+	return rc;
+}
+
 static int call_upstream(fv_flow_reply *reply, fv_flow_handler *h,
                          const fv_flow_session *session, const char *clear,
                          size_t clear_len)
@@ -667,7 +752,8 @@ static int call_upstream(fv_flow_reply *reply, fv_flow_handler *h,
 	long status = 0;
 	double started;
 	json_object *obj = NULL;
-	const char *key_name = fv_key_name(h->keys[reply->key_index]);
+	const char *key_name = h->unwrap ? h->key_names[reply->key_index]
+	                                 : fv_key_name(h->keys[reply->key_index]);
 	int rc;
 
 	if (!h->upstream) {
@@ -730,7 +816,7 @@ int fv_flow_handle(fv_flow_reply *reply, fv_flow_handler *h, const void *body,
 	char *clear = NULL;
 	size_t clear_len = 0, key_index = 0, i;
 	double started;
-	int rc = FV_OK;
+	int rc = FV_OK, unavailable = 0;
 
 	if (!reply)
 		return fv__error_set(FV_ERR_USAGE, "fv_flow_handle: reply is NULL");
@@ -756,9 +842,19 @@ int fv_flow_handle(fv_flow_reply *reply, fv_flow_handler *h, const void *body,
 	}
 
 	started = now_seconds();
-	rc = fv_flow_decrypt_request_any(&clear, &clear_len, &session, &key_index,
-	                                 h->keys, h->key_count, body, body_len);
+	if (h->unwrap)
+		rc = decrypt_by_call(h, &clear, &clear_len, &session, &key_index, body, body_len,
+		                     &unavailable);
+	else
+		rc = fv_flow_decrypt_request_any(&clear, &clear_len, &session, &key_index,
+		                                 h->keys, h->key_count, body, body_len);
 	reply->decrypt_seconds = now_seconds() - started;
+	if (unavailable) {
+		/* Not the request's fault and not the key's: WhatsApp retries. */
+		reply_set(reply, 503, FV_FLOW_KEYS_UNAVAILABLE);
+		rc = FV_OK;
+		goto done;
+	}
 	if (rc == FV_ERR_NOMEM)
 		goto done;
 	if (rc == FV_ERR_DECRYPT) {

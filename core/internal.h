@@ -48,6 +48,9 @@ FV_INTERNAL void fv__log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* True when a line at `level` would be written: skip costly formatting. */
 FV_INTERNAL int fv__log_enabled(int level);
+/* Whether the application kept the default sink (stderr), and its level. */
+FV_INTERNAL int fv__log_sink_is_default(void);
+FV_INTERNAL int fv__log_level(void);
 FV_INTERNAL void fv__vlog(int level, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 
@@ -214,5 +217,28 @@ FV_INTERNAL int fv__journal_read(json_object **records, const char *path);
  * same directory with the old file's mode (and owner), fsync'd, read back
  * and compared, renamed into place, and the directory fsync'd. */
 FV_INTERNAL int fv__config_write(const char *path, json_object *root);
+
+/* ---- flow.c: a request handler whose RSA step happens elsewhere ----
+ * (the server's key process): the handler never holds an fv_key. */
+
+enum fv__unwrap_result {
+	FV__UNWRAP_OK = 0,
+	FV__UNWRAP_UNDECRYPTABLE,  /* no key decrypts it to a 16-byte AES key */
+	FV__UNWRAP_BACKEND,        /* a key backend failed: the request may be fine */
+	FV__UNWRAP_UNAVAILABLE     /* the keys cannot be asked right now (503) */
+};
+
+/* RSA-OAEP-decrypt `wrapped` with the key set, keys tried in order: on
+ * FV__UNWRAP_OK, aes_key holds the AES key and *key_index the key. */
+typedef int (*fv__flow_unwrap_fn)(void *arg, unsigned char aes_key[FV_FLOW_AES_KEY_BYTES],
+                                  size_t *key_index, const unsigned char *wrapped,
+                                  size_t wrapped_len);
+
+/* Like fv_flow_handler_new, with `key_names` (key_count of them, borrowed)
+ * instead of config->keys, and `unwrap` for the RSA step. */
+FV_INTERNAL int fv__flow_handler_new_unwrap(fv_flow_handler **out,
+                                            const fv_flow_handler_config *config,
+                                            const char *const *key_names, size_t key_count,
+                                            fv__flow_unwrap_fn unwrap, void *unwrap_arg);
 
 #endif

@@ -47,3 +47,13 @@ void fv__log(int level, const char *fmt, ...)
 	fv__vlog(level, fmt, ap);
 	va_end(ap);
 }
+
+int fv__log_sink_is_default(void)
+{
+	return log_fn == log_to_stderr;
+}
+
+int fv__log_level(void)
+{
+	return log_level;
+}

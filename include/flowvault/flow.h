@@ -196,14 +196,15 @@ typedef enum fv_flow_outcome {
 	FV_FLOW_UPSTREAM_ERROR,       /* 500: upstream down, slow, or bad answer */
 	FV_FLOW_NO_UPSTREAM,          /* 500: no upstream configured */
 	FV_FLOW_KEY_ERROR,            /* 500: a key backend failed */
-	FV_FLOW_INTERNAL_ERROR        /* 500: encryption failed, out of memory */
+	FV_FLOW_INTERNAL_ERROR,       /* 500: encryption failed, out of memory */
+	FV_FLOW_KEYS_UNAVAILABLE      /* 503: the server's key process is restarting */
 } fv_flow_outcome;
 
 /* A short name for an outcome ("answered", "ping", "bad-signature"...). */
 FV_API const char *fv_flow_outcome_name(int outcome);
 
 typedef struct fv_flow_reply {
-	int http_status;             /* 200, 421, 427, 432 or 500 */
+	int http_status;             /* 200, 421, 427, 432, 500 or 503 */
 	int outcome;                 /* an fv_flow_outcome */
 	char *body;                  /* NUL-terminated, "" for an empty body */
 	size_t body_len;
@@ -236,8 +237,22 @@ typedef struct fv_server fv_server;
  * Nothing listens yet. Errors name the JSON path.
  */
 FV_API int fv_server_new(fv_server **out, fv_context *ctx);
+/*
+ * What `flowvault serve --check` proves: bind and release serve.listen and
+ * serve.admin_listen, so that fv_server_start can bind them too.
+ */
+FV_API int fv_server_check(fv_server *server);
 /* Bind and start answering (libmicrohttpd thread pool). */
 FV_API int fv_server_start(fv_server *server);
+/*
+ * Start if needed, then serve until SIGTERM or SIGINT, which the caller
+ * must have blocked in every thread (sigprocmask before any thread starts):
+ * SIGHUP reloads the configuration the context was opened from (with
+ * serve.isolation "separated"), and systemd is told about readiness,
+ * reloads and the stop when it started the process (sd_notify). Returns
+ * after fv_server_shutdown.
+ */
+FV_API int fv_server_run(fv_server *server);
 /* The bound TCP port (useful with "listen": "127.0.0.1:0"), or 0. */
 FV_API unsigned int fv_server_port(const fv_server *server);
 /*

@@ -81,7 +81,7 @@ pem_numbers() { printf '{"provider": "pem", "path": "%s", "passphrase": "%s", "p
 conf graph-env "$(pem_numbers "$T/keys/flows.pem" env:FV_AUDIT_PASS)" "$(graph env:FV_AUDIT_TOKEN)"
 conf graph-file "$(pem_numbers "$T/keys/flows.pem" "file:$T/secrets/pass")" "$(graph "file:$T/secrets/token")"
 conf graph-wrong "$(pem_numbers "$T/keys/flows.pem" env:FV_AUDIT_PASS)" "$(graph env:FV_AUDIT_WRONG_TOKEN)"
-serve() { printf '"serve": {"keys": ["flows"], "listen": "127.0.0.1:0", "app_secrets": ["%s"]}' "$1"; }
+serve() { printf '"serve": {"keys": ["flows"], "listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0", "app_secrets": ["%s"]}' "$1"; }
 conf serve-env "$(pem "$T/keys/flows.pem" env:FV_AUDIT_PASS)" "$(serve env:FV_AUDIT_APP_SECRET)"
 conf serve-file "$(pem "$T/keys/flows.pem" "file:$T/secrets/pass")" "$(serve "file:$T/secrets/app-secret")"
 # A Flows request to the audit key, made by the independent Node client.

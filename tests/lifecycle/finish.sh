@@ -145,16 +145,19 @@ kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true
 pass "--finish registers the new key on a number added to the WABA; serve answers requests encrypted to it"
 
 # ---- a configuration that is a symbolic link stays one ----
-mkdir -p "$T/real"
-chmod 700 "$T/real"
+# Found on the default path (XDG_CONFIG_HOME), a link to the real file.
+mkdir -p "$T/real" "$T/xdg/flowvault"
+chmod 700 "$T/real" "$T/xdg" "$T/xdg/flowvault"
 mv "$T/config.json" "$T/real/config.json"
-ln -s real/config.json "$T/config.json"
-sed -i 's#"tls/ca.pem"#"../tls/ca.pem"#; s#"keys/#"../keys/#g' "$T/real/config.json"
+sed -i "s#\"tls/ca.pem\"#\"$T/tls/ca.pem\"#; s#\"keys/#\"$T/keys/#g" "$T/real/config.json"
+ln -s "$T/real/config.json" "$T/xdg/flowvault/config.json"
+unset FLOWVAULT_CONFIG
+export XDG_CONFIG_HOME="$T/xdg"
 run "$FV" rotate flows2 --new flows3 --grace 1s
 expect_rc 0 "rotate through a symlinked configuration"
-[ -L "$T/config.json" ] || fail "the configuration symlink was replaced by a file"
-[ "$(readlink "$T/config.json")" = real/config.json ] || fail "the link points elsewhere"
+[ -L "$T/xdg/flowvault/config.json" ] || fail "the configuration symlink was replaced by a file"
+[ "$(readlink "$T/xdg/flowvault/config.json")" = "$T/real/config.json" ] || fail "the link points elsewhere"
 jq -e '.serve.keys == ["flows3", "flows2"]' "$T/real/config.json" >/dev/null || fail "the link's target was not rewritten"
 expect_file_mode 600 "$T/real/config.json"
-ls -a "$T/real" "$T" | grep -q '^\.config\.json\.' && fail "a temporary file was left behind"
+ls -a "$T/real" "$T/xdg/flowvault" | grep -q '^\.config\.json\.' && fail "a temporary file was left behind"
 pass "a symlinked configuration is rewritten through the link, in the target's directory"

@@ -5,9 +5,11 @@
  * docs/lifecycle.md for the operator's view.
  *
  * Invariant: no phone number is moved to NAME before serve.keys holds NAME,
- * and KEY stays in serve.keys until --finish, so every number always holds
- * a key that `flowvault serve` decrypts with (once serve has been restarted
- * on the configuration: it reads serve.keys at start).
+ * and KEY stays in serve.keys until --finish (aborting: NAME stays until
+ * every number is back on KEY), so every number always holds a key that
+ * `flowvault serve` decrypts with (once serve has reloaded or restarted on
+ * the configuration). A key is deleted only after the configuration stopped
+ * naming it.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -1133,8 +1135,8 @@ static unsigned char *pass_done(struct fv_rotation *r, int kind)
 	return kind == PASS_RESTORE ? r->restored : r->registered;
 }
 
-/* Journal one number as verified (or as failed, with the reason). Each
- * number's line is written as soon as its result is known. */
+/* Journal one number as verified (or as failed, with the reason), when the
+ * batch it was in comes back. */
 static int journal_number(struct fv_rotation *r, size_t index, int kind, const char *fp,
                           const char *how, const char *failure)
 {
@@ -1154,17 +1156,6 @@ static int journal_number(struct fv_rotation *r, size_t index, int kind, const c
 	if (!failure)
 		pass_done(r, kind)[index] = 1;
 	return FV_OK;
-}
-
-/* Tests kill a registration after this many numbers are journaled
- * (FLOWVAULT_TEST_ROTATE_KILL_AFTER=N); it exists for those tests only. */
-static void test_kill_after(void)
-{
-	static long journaled;
-	const char *n = getenv("FLOWVAULT_TEST_ROTATE_KILL_AFTER");
-
-	if (n && ++journaled >= atol(n))
-		raise(SIGKILL);
 }
 
 /* One pass over the numbers not yet done, `chunk` at a time. With
@@ -1208,8 +1199,6 @@ static int register_pass(struct fv_rotation *r, fv_graph *graph, fv_key *key, in
 			if (res[k].status == FV_OK) {
 				rc = journal_number(r, index[k], kind, fp, mode == FV_GRAPH_REGISTER
 				                    ? "uploaded" : "found", NULL);
-				if (mode == FV_GRAPH_REGISTER)
-					test_kill_after();
 				continue;
 			}
 			if (mode == FV_GRAPH_STATUS)

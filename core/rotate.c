@@ -858,7 +858,7 @@ static long pid_file_read(const char *path)
 		return 0;
 	if (!fgets(buf, sizeof(buf), f))
 		buf[0] = '\0';
-	fclose(f);
+	(void)fclose(f);
 	errno = 0;
 	pid = strtol(buf, &end, 10);
 	if (errno || end == buf || (*end && *end != '\n') || pid <= 1 || pid > INT_MAX)
@@ -1808,7 +1808,7 @@ static int finish_continue(struct fv_rotation *r, int forced)
 	json_object *rec;
 	int rc, serve_changed = 0;
 
-	if ((rc = config_update(r, apply_retire, &serve_changed)) != FV_OK)
+	if (config_update(r, apply_retire, &serve_changed) != FV_OK)
 		return fv__error_prefix("rotate --finish %s", r->new_name);
 	if (serve_changed)
 		serve_reload_or_note(r, "the old key was removed");
@@ -2031,7 +2031,7 @@ static int abort_run(struct fv_rotation *r)
 	if ((rc = progress(r, 0, r->target_count, "aborting: key %s takes its phone numbers back",
 	                   r->key)) != FV_OK)
 		return rc;
-	if ((rc = config_update(r, apply_unswitch, &serve_changed)) != FV_OK)
+	if (config_update(r, apply_unswitch, &serve_changed) != FV_OK)
 		return fv__error_prefix("rotate --abort");
 	if (serve_changed)
 		serve_reload_or_note(r, "the previous key is tried first again");
@@ -2047,7 +2047,7 @@ static int abort_run(struct fv_rotation *r)
 		if (rc != FV_OK)
 			return rc;
 	}
-	if ((rc = config_update(r, apply_release, &serve_changed)) != FV_OK)
+	if (config_update(r, apply_release, &serve_changed) != FV_OK)
 		return fv__error_prefix("rotate --abort");
 	if (serve_changed)
 		serve_reload_or_note(r, "the new key was removed");

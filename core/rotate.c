@@ -45,6 +45,11 @@ struct fv_rotation {
 	json_object *old_entry;      /* keys.KEY as "finishing" recorded it */
 	int abort_destroy;           /* "aborting" recorded with destroy */
 	int new_destroyed;
+	/* The last batch of uploads journaled ("uploading") and those of its
+	 * numbers with no result line after it: requests that may still have
+	 * been in flight when the process that sent them died. */
+	int64_t upload_at;
+	json_object *upload_open;    /* {PHONE: true}, or NULL */
 	char *serve_note;
 
 	/* While working. */
@@ -147,6 +152,7 @@ void fv_rotation_free(fv_rotation *r)
 	targets_clear(r);
 	json_object_put(r->entry);
 	json_object_put(r->old_entry);
+	json_object_put(r->upload_open);
 	free(r->config_path);
 	free(r->journal_path);
 	free(r->key);
@@ -238,6 +244,9 @@ static int rotation_load(struct fv_rotation *r)
 	r->state = FV_ROTATION_NONE;
 	r->generating = r->destroyed = r->finish_destroy = 0;
 	r->abort_destroy = r->new_destroyed = 0;
+	json_object_put(r->upload_open);
+	r->upload_open = NULL;
+	r->upload_at = 0;
 	r->fingerprint[0] = '\0';
 	r->started_at = r->switched_at = r->finished_at = r->aborted_at = r->state_since = 0;
 	r->grace_seconds = FV_ROTATION_DEFAULT_GRACE_SECONDS;
@@ -288,6 +297,8 @@ static int rotation_load(struct fv_rotation *r)
 		           strcmp(ev, "failed") == 0) {
 			ssize_t k = target_index(r, jstr(rec, "phone"));
 
+			if (r->upload_open)
+				json_object_object_del(r->upload_open, jstr(rec, "phone"));
 			if (k < 0)
 				continue;
 			if (ev[0] == 'f') {
@@ -300,6 +311,18 @@ static int rotation_load(struct fv_rotation *r)
 				r->registered[k] = 1;
 			else
 				r->restored[k] = 1;
+		} else if (strcmp(ev, "uploading") == 0 &&
+		           json_object_is_type(jget(rec, "phones"), json_type_array)) {
+			json_object *list = jget(rec, "phones");
+			size_t k;
+
+			json_object_put(r->upload_open);
+			r->upload_open = json_object_new_object();
+			r->upload_at = jint(rec, "time");
+			for (k = 0; r->upload_open && k < json_object_array_length(list); k++)
+				json_object_object_add(r->upload_open, json_object_get_string(
+				                       json_object_array_get_idx(list, k)),
+				                       json_object_new_boolean(1));
 		} else if (strcmp(ev, "finish_check") == 0 &&
 		           json_object_is_type(jget(rec, "phone_numbers"), json_type_array)) {
 			json_object *list = jget(rec, "phone_numbers"), *missing = jget(rec, "missing");
@@ -927,8 +950,9 @@ enum { HEALTHZ_NONE, HEALTHZ_UNREADABLE, HEALTHZ_OK };
 /*
  * Ask the local serve which keys it holds. *names gets them in serve's order
  * as an array of {"name", "fingerprint"} (fingerprint when /healthz gives
- * one): /healthz lists "keys" as an object {NAME: status-or-details} or as
- * an array of names or of {"name", ...}.
+ * one): /healthz lists "keys" as an object {NAME: status} (with the
+ * fingerprints in "fingerprints": {NAME: hex}), or as an array of names or
+ * of {"name", "fingerprint_sha256"}.
  */
 static int healthz_get(struct serve_local *sl, json_object **names, char *url, size_t url_len,
                        char *why, size_t why_len)
@@ -986,8 +1010,9 @@ static int healthz_get(struct serve_local *sl, json_object **names, char *url, s
 		if (json_object_is_type(keys, json_type_object)) {
 			json_object_object_foreach(keys, name, v) {
 				json_object *o = json_object_new_object();
-				const char *fp = jstr(v, "fingerprint_sha256") ? jstr(v, "fingerprint_sha256")
-				                                              : jstr(v, "fingerprint");
+				const char *fp = jstr(v, "fingerprint_sha256")
+				               ? jstr(v, "fingerprint_sha256")
+				               : jstr(jget(doc, "fingerprints"), name);
 
 				json_object_object_add(o, "name", json_object_new_string(name));
 				if (fp)
@@ -1158,13 +1183,68 @@ static int journal_number(struct fv_rotation *r, size_t index, int kind, const c
 	return FV_OK;
 }
 
+/* Before a batch of uploads: which numbers get a request, so that a resume
+ * knows which requests a crash may have left in flight. */
+static int journal_uploading(struct fv_rotation *r, const char **ids, size_t n, int kind)
+{
+	json_object *rec = record_new("uploading"), *list = json_object_new_array();
+	size_t i;
+
+	for (i = 0; list && i < n; i++)
+		json_object_array_add(list, json_object_new_string(ids[i]));
+	json_object_object_add(rec, "phones", list);
+	json_object_object_add(rec, "kind", json_object_new_string(kind == PASS_RESTORE
+	                                                           ? "restore" : "new"));
+	return journal(r, rec);
+}
+
+/*
+ * An interrupted run may have died with uploads in flight: the Graph API can
+ * apply such a request after this process reads the number, and the number
+ * would then be uploaded to twice or, when aborting, end on the other key.
+ * Such a request ends at most one request timeout after the death, which
+ * came before this run started, and at most one batch's length after its
+ * "uploading" line: wait until the earlier of the two, then read.
+ */
+static int settle_interrupted_uploads(struct fv_rotation *r, const fv_graph *graph)
+{
+	const struct graph_settings *gs = &graph->settings;
+	double timeout = (double)gs->timeout_ms / 1000.0 + 1.0;
+	double batch = (gs->max_retries + 1.0) * timeout + gs->max_wait_seconds +
+	               (double)gs->retry_base_ms / 1000.0 * (double)(1u << (gs->max_retries & 15u));
+	double until, now = (double)time(NULL);
+
+	if (!r->upload_open || json_object_object_length(r->upload_open) == 0)
+		return FV_OK;
+	until = (double)r->upload_at + batch + 1.0;
+	if (until > now + timeout)
+		until = now + timeout;
+	if (until <= now)
+		return FV_OK;
+	fv__log(FV_LOG_INFO, "rotate: the interrupted run may have left %d uploads in flight; "
+	        "waiting %.0f s for them to end before reading the numbers",
+	        json_object_object_length(r->upload_open), until - now);
+	while ((double)time(NULL) < until) {
+		struct timespec ts = { 0, 200 * 1000 * 1000 };
+		int rc;
+
+		nanosleep(&ts, NULL);
+		if ((rc = progress(r, 0, 0, "waiting for the uploads of the interrupted run to "
+		                   "end")) != FV_OK)
+			return rc;
+	}
+	json_object_put(r->upload_open);
+	r->upload_open = NULL;
+	return FV_OK;
+}
+
 /* One pass over the numbers not yet done, `chunk` at a time. With
  * FV_GRAPH_STATUS, numbers that already hold the key as VALID (from an
  * upload an interruption kept out of the journal, or because they never
  * left it) are recorded without an upload. Returns the worst per-number
  * status. */
 static int register_pass(struct fv_rotation *r, fv_graph *graph, fv_key *key, int kind,
-                         int mode, size_t chunk, size_t *failed)
+                         int mode, size_t chunk, size_t *failed, unsigned char *unread)
 {
 	const char **ids = calloc(chunk, sizeof(*ids));
 	size_t *index = calloc(chunk, sizeof(*index));
@@ -1184,11 +1264,13 @@ static int register_pass(struct fv_rotation *r, fv_graph *graph, fv_key *key, in
 		fv_graph_result *res = NULL;
 
 		for (n = 0; i < r->target_count && n < chunk; i++)
-			if (!done_flags[i]) {
+			if (!done_flags[i] && !(unread && unread[i])) {
 				ids[n] = r->targets[i];
 				index[n++] = i;
 			}
 		if (!n)
+			break;
+		if (mode == FV_GRAPH_REGISTER && (rc = journal_uploading(r, ids, n, kind)) != FV_OK)
 			break;
 		fv_graph_check(&res, graph, key, ids, n, mode);
 		if (!res) {
@@ -1201,8 +1283,22 @@ static int register_pass(struct fv_rotation *r, fv_graph *graph, fv_key *key, in
 				                    ? "uploaded" : "found", NULL);
 				continue;
 			}
-			if (mode == FV_GRAPH_STATUS)
-				continue; /* the upload pass deals with it */
+			if (mode == FV_GRAPH_STATUS && res[k].status != FV_ERR_GRAPH)
+				continue; /* it lacks the key: the upload pass deals with it */
+			if (mode == FV_GRAPH_STATUS) {
+				char why[512];
+
+				/* Unknown whether an earlier upload landed: uploading now
+				 * could be the second time. */
+				snprintf(why, sizeof(why), "not read (%s); not uploaded to, so that no "
+				         "number gets the key twice", res[k].message && *res[k].message
+				         ? res[k].message : "Graph API error");
+				unread[index[k]] = 1;
+				(*failed)++;
+				worst = FV_ERR_GRAPH;
+				rc = journal_number(r, index[k], kind, fp, NULL, why);
+				continue;
+			}
 			(*failed)++;
 			rc = journal_number(r, index[k], kind, fp, NULL,
 			                    res[k].message && *res[k].message ? res[k].message : "failed");
@@ -1236,8 +1332,8 @@ static int move_numbers(struct fv_rotation *r, fv_context *cur, int kind, const 
 	fv_graph *graph = NULL;
 	fv_key *key = NULL;
 	char fp[FV_FINGERPRINT_HEX_SIZE];
-	unsigned char *done_flags = pass_done(r, kind);
-	size_t pending = 0, i, failed = 0, chunk;
+	unsigned char *done_flags = pass_done(r, kind), *unread = NULL;
+	size_t pending = 0, i, failed = 0, chunk, unread_count = 0;
 	int rc;
 
 	for (i = 0; i < r->target_count; i++)
@@ -1257,43 +1353,55 @@ static int move_numbers(struct fv_rotation *r, fv_context *cur, int kind, const 
 	if ((rc = fv_graph_open(&graph, cur)) != FV_OK)
 		goto out;
 	chunk = graph->settings.max_in_flight ? graph->settings.max_in_flight : 8;
+	if (read_first && (rc = settle_interrupted_uploads(r, graph)) != FV_OK)
+		goto out;
 	if (read_first) {
 		if ((rc = progress(r, r->target_count - pending, r->target_count,
 		                   "checking which of %zu phone numbers already hold key %s",
 		                   pending, name)) != FV_OK)
 			goto out;
-		rc = register_pass(r, graph, key, kind, FV_GRAPH_STATUS, chunk, &failed);
+		if (!(unread = calloc(r->target_count + 1, 1))) {
+			rc = fv__error_nomem();
+			goto out;
+		}
+		rc = register_pass(r, graph, key, kind, FV_GRAPH_STATUS, chunk, &failed, unread);
 		if (rc != FV_OK && rc != FV_ERR_GRAPH && rc != FV_ERR_MISMATCH)
 			goto out;
+		unread_count = failed;
 	}
 	for (pending = 0, i = 0; i < r->target_count; i++)
-		pending += !done_flags[i];
+		pending += !done_flags[i] && !(unread && unread[i]);
 	rc = FV_OK;
+	failed = 0;
 	if (pending && (rc = serve_sync(r, cur, name)) != FV_OK)
 		goto out;
 	if (pending) {
 		if ((rc = progress(r, r->target_count - pending, r->target_count,
 		                   "registering key %s on %zu phone numbers", name, pending)) != FV_OK)
 			goto out;
-		rc = register_pass(r, graph, key, kind, FV_GRAPH_REGISTER, chunk, &failed);
-		if (rc == FV_ERR_GRAPH || rc == FV_ERR_MISMATCH) {
-			for (i = 0; i < r->target_count && !r->errors[i]; i++)
-				;
-			rc = fv__error_set(rc,
-				"%zu of %zu phone numbers could not be moved to key %s (first: %s: %s); %s",
-				failed, r->target_count, name, i < r->target_count ? r->targets[i] : "?",
-				i < r->target_count ? r->errors[i] : "?",
-				kind == PASS_RESTORE
-					? "the abort stopped before the new key left serve.keys: fix the "
-					  "cause, then run flowvault rotate --abort again"
-					: r->state == FV_ROTATION_SWITCHED
-					? "the old key stays in serve.keys: fix the cause, then run "
-					  "flowvault rotate --finish again"
-					: "the rotation stopped before the switch and both keys stay in "
-					  "serve.keys: fix the cause, then run flowvault rotate --resume");
-		}
+		rc = register_pass(r, graph, key, kind, FV_GRAPH_REGISTER, chunk, &failed, unread);
+	}
+	failed += unread_count;
+	if (rc == FV_OK && unread_count)
+		rc = FV_ERR_GRAPH;
+	if (rc == FV_ERR_GRAPH || rc == FV_ERR_MISMATCH) {
+		for (i = 0; i < r->target_count && !r->errors[i]; i++)
+			;
+		rc = fv__error_set(rc,
+			"%zu of %zu phone numbers could not be moved to key %s (first: %s: %s); %s",
+			failed, r->target_count, name, i < r->target_count ? r->targets[i] : "?",
+			i < r->target_count ? r->errors[i] : "?",
+			kind == PASS_RESTORE
+				? "the abort stopped before the new key left serve.keys: fix the "
+				  "cause, then run flowvault rotate --abort again"
+				: r->state == FV_ROTATION_SWITCHED
+				? "the old key stays in serve.keys: fix the cause, then run "
+				  "flowvault rotate --finish again"
+				: "the rotation stopped before the switch and both keys stay in "
+				  "serve.keys: fix the cause, then run flowvault rotate --resume");
 	}
 out:
+	free(unread);
 	fv_graph_free(graph);
 	fv_key_free(key);
 	return rc;

@@ -13,7 +13,11 @@ start_sim
 export FLOWS_PASS="pass-$(openssl rand -hex 8)"
 mkdir -p "$T/keys" && chmod 700 "$T/keys"
 lc_config "$N"
-jq '.graph.max_in_flight = 8' "$T/config.json" >"$T/c" && cat "$T/c" >"$T/config.json"
+# A short request timeout (a resume waits up to one for the uploads a killed
+# run left in flight) and no retries: a POST retried after a timeout on a
+# loaded machine would count as a second upload that no kill caused.
+jq '.graph.max_in_flight = 8 | .graph.timeout_seconds = 3 | .graph.max_retries = 0' \
+	"$T/config.json" >"$T/c" && cat "$T/c" >"$T/config.json"
 run "$FV" generate flows
 expect_rc 0 "generate flows"
 run "$FV" register flows
@@ -33,9 +37,9 @@ for ((run_no = 1; run_no <= RUNS; run_no++)); do
 	mark=$(log_mark)
 	cmd=(rotate "$old" --new "$new")
 	kills=0
-	# Two to four kills at random points, each after a random number of
+	# Two or three kills at random points, each after a random number of
 	# journaled numbers plus a random delay (mid-batch, requests in flight).
-	want_kills=$((2 + RANDOM % 3))
+	want_kills=$((2 + RANDOM % 2))
 	while ((kills < want_kills)); do
 		"$FV" "${cmd[@]}" >"$T/rot.out" 2>&1 &
 		pid=$!
@@ -55,14 +59,20 @@ for ((run_no = 1; run_no <= RUNS; run_no++)); do
 	done
 	kills_total=$((kills_total + kills))
 	sim_config '{"latency_ms": 0}'
-	run "$FV" --json rotate --resume
+	# Timeouts on a loaded machine stop a run (exit 4) without harm: resume.
+	for ((i = 0; i < 3; i++)); do
+		run "$FV" --json rotate --resume
+		[ "$RC" = 4 ] || break
+	done
 	expect_rc 0 "final resume of run $run_no"
 	jcheck ".state == \"switched\" and .new_key == \"$new\" and .phone_numbers_registered == $N
 		and all(.results[]; .state == \"new_key\")" "run $run_no switched"
 	uploads=$(posts_since "$mark")
 	[ "$(wc -l <<<"$uploads")" = "$N" ] || fail "run $run_no: $(wc -l <<<"$uploads") numbers got an upload, not $N"
 	twice=$(awk '$2 != 1' <<<"$uploads")
-	[ -z "$twice" ] || fail "run $run_no: numbers uploaded more than once after $kills kills: $twice"
+	[ -z "$twice" ] || fail "run $run_no: numbers uploaded more than once after $kills kills: $twice
+$(sim_ctl GET /_sim/log | jq -c --argjson m "$mark" --arg p "$(awk '{print $1}' <<<"$twice" | head -1)" \
+	'.requests[$m:][] | select(.phone == $p) | {method, status, t, fault}')"
 	expect_all_on "$new" "$N"
 	run "$FV" rotate --finish "$new" --force
 	expect_rc 0 "finish run $run_no"

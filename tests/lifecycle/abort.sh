@@ -109,18 +109,21 @@ pass "a new rotation starts after an aborted one"
 
 # ---- abort in the middle of the registration ----
 # The abort starts right after the kill, while uploads of the new key that
-# the killed process sent are still being answered (latency 150 ms): they
-# must not land after the abort read their numbers.
+# the killed process sent are still being answered (they take 3 s; the
+# abort's own requests none): they must not land after the abort read
+# their numbers.
 fresh
-sim_config '{"latency_ms": 150}'
+sim_config '{"latency_ms": 3000}'
 mark0=$(log_mark)
 start_bg "$T/rot.out" "$FV" rotate flows --new new
-wait_journal registered 4
+wait_journal registered 4 60
 kill9
+sim_config '{"latency_ms": 0}'
 mark=$(log_mark)
 run "$FV" rotate --abort
 expect_rc 0 "abort mid-registration"
 expect_out_has "rotation flows -> new: aborted"
+sleep 3.2 # every upload of the killed process has landed by now
 "$FV" pubkey new >"$T/new.pub"
 moved=$(sim_ctl GET /_sim/log | jq -r --argjson a "$mark0" --argjson b "$mark" \
 	'[.requests[$a:$b][] | select(.method == "POST") | .phone] | unique | join(" ")')

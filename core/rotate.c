@@ -1805,6 +1805,7 @@ static int append_ids(json_object *list, char *buf, size_t len)
 static int finish_check(struct fv_rotation *r, fv_context *cur, int no_register)
 {
 	json_object *all = json_object_new_array(), *missing = json_object_new_array(), *rec;
+	json_object *unread = json_object_new_array();
 	const char **ids = NULL;
 	fv_graph *graph = NULL;
 	fv_graph_result *res = NULL;
@@ -1814,7 +1815,7 @@ static int finish_check(struct fv_rotation *r, fv_context *cur, int no_register)
 	size_t i, n;
 	int rc = FV_OK;
 
-	if (!all || !missing) {
+	if (!all || !missing || !unread) {
 		rc = fv__error_nomem();
 		goto out;
 	}
@@ -1867,7 +1868,11 @@ static int finish_check(struct fv_rotation *r, fv_context *cur, int no_register)
 			k = target_index(r, ids[i]);
 			if (rc != FV_OK || k < 0)
 				break;
-			if (res[i].status != FV_OK) {
+			if (res[i].status == FV_ERR_GRAPH) {
+				/* Not known: an upload could be its second. */
+				json_object_array_add(unread, json_object_new_string(ids[i]));
+				target_error_set(r, (size_t)k, res[i].message);
+			} else if (res[i].status != FV_OK) {
 				json_object_array_add(missing, json_object_new_string(ids[i]));
 				r->registered[k] = 0;
 			} else {
@@ -1880,9 +1885,23 @@ static int finish_check(struct fv_rotation *r, fv_context *cur, int no_register)
 	rec = record_new("finish_check");
 	json_object_object_add(rec, "phone_numbers", json_object_get(all));
 	json_object_object_add(rec, "missing", json_object_get(missing));
+	json_object_object_add(rec, "unread", json_object_get(unread));
 	json_object_object_add(rec, "fingerprint", json_object_new_string(r->fingerprint));
 	if ((rc = journal(r, rec)) != FV_OK)
 		goto out;
+	if (json_object_array_length(unread)) {
+		ssize_t first = target_index(r, json_object_get_string(
+		                                    json_object_array_get_idx(unread, 0)));
+
+		append_ids(unread, names, sizeof(names));
+		rc = fv__error_set(FV_ERR_GRAPH,
+			"--finish: %zu of %zu phone numbers of key %s could not be read (%s; first: "
+			"%s); key %s stays until every number is known to hold %s: run flowvault "
+			"rotate --finish %s again", json_object_array_length(unread), n, r->new_name,
+			names, first >= 0 && r->errors[first] ? r->errors[first] : "?", r->key,
+			r->new_name, r->new_name);
+		goto out;
+	}
 	if (!json_object_array_length(missing))
 		goto out;
 	append_ids(missing, names, sizeof(names));
@@ -1905,6 +1924,7 @@ out:
 	fv_graph_free(graph);
 	json_object_put(all);
 	json_object_put(missing);
+	json_object_put(unread);
 	return rc;
 }
 
@@ -2304,6 +2324,6 @@ size_t fv_rotation_registered_count(const fv_rotation *r)
 	size_t i, n = 0;
 
 	for (i = 0; r && i < r->target_count; i++)
-		n += r->registered[i];
+		n += r->registered[i] && !r->restored[i];
 	return n;
 }

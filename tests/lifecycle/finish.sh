@@ -128,6 +128,18 @@ run "$FV" --json rotate --status
 jcheck '.state == "switched" and ([.results[] | select(.phone_number_id == "4004")][0].state == "old_key")' "status names 4004 on the old key"
 pass "--finish --no-register refuses, names the number and changes nothing"
 
+# A number that cannot be read is not uploaded to (it could be its second
+# upload), and the old key stays.
+sim_config '{"faults": [{"method": "GET", "phone": "4002", "kind": "whatsapp_business_encryption", "times": 3, "fault": {"type": "http", "status": 503}}]}'
+posts2=$(sim_count POST "" 4002)
+run "$FV" rotate --finish flows2 --force
+expect_rc 4 "--finish with a number that cannot be read"
+expect_err_has "1 of 4 phone numbers of key flows2 could not be read (4002"
+cmp -s "$T/config.json" "$T/config.before" || fail "--finish changed the configuration with a number unread"
+[ "$(sim_count POST "" 4002)" = "$posts2" ] || fail "--finish uploaded to a number it could not read"
+[ "$(sim_count POST "" 4004)" = "$posts" ] || fail "--finish uploaded although a number could not be read"
+pass "--finish stops, uploading nothing, when a number cannot be read"
+
 run "$FV" --json rotate --finish flows2 --force
 expect_rc 0 "--finish registers the new key on the new number"
 jcheck '.state == "finished" and .phone_numbers_total == 4 and all(.results[]; .state == "new_key")' "finish JSON"

@@ -74,7 +74,10 @@ for ((run_no = 1; run_no <= RUNS; run_no++)); do
 $(sim_ctl GET /_sim/log | jq -c --argjson m "$mark" --arg p "$(awk '{print $1}' <<<"$twice" | head -1)" \
 	'.requests[$m:][] | select(.phone == $p) | {method, status, t, fault}')"
 	expect_all_on "$new" "$N"
-	run "$FV" rotate --finish "$new" --force
+	for ((i = 0; i < 3; i++)); do
+		run "$FV" rotate --finish "$new" --force
+		[ "$RC" = 4 ] || break
+	done
 	expect_rc 0 "finish run $run_no"
 	pass "run $run_no: $kills kill -9 during the registration of $N numbers, each number uploaded once"
 	old=$new

@@ -395,7 +395,8 @@ static int journal(struct fv_rotation *r, json_object *record)
 }
 
 /* Tests stop a rotation right after a step is journaled, to kill it there
- * (FLOWVAULT_TEST_ROTATE_PAUSE=prepared|generated|registered). */
+ * (FLOWVAULT_TEST_ROTATE_PAUSE=prepared|generated|registered|finishing|retired|
+ * unswitched). */
 static void test_pause(const char *step)
 {
 	const char *want = getenv("FLOWVAULT_TEST_ROTATE_PAUSE");

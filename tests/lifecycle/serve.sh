@@ -7,7 +7,8 @@
 . "$FV_SOURCE_DIR/tests/lifecycle/lifecycle_lib.sh"
 
 P=$(free_port)
-lc_setup 3 "{\"listen\": \"127.0.0.1:$P\", \"keys\": [\"flows\"]}"
+export APP_SECRET="app-secret-$(openssl rand -hex 8)"
+lc_setup 3 "{\"listen\": \"127.0.0.1:$P\", \"keys\": [\"flows\"], \"app_secrets\": [\"env:APP_SECRET\"]}"
 start_serve() {
 	"$FV" serve >"$T/serve.log" 2>&1 &
 	SERVE_PID=$!

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -356,13 +357,22 @@ static void check_rotation(struct doctor *d, fv_context *ctx)
 		return;
 	}
 	state = fv_rotation_state(r);
-	if (state == FV_ROTATION_NONE || state == FV_ROTATION_FINISHED) {
+	if (state == FV_ROTATION_NONE || state == FV_ROTATION_FINISHED ||
+	    state == FV_ROTATION_ABORTED) {
 		item(d, CHECK_OK, 0, "rotation", NULL, "none in progress", NULL);
 	} else if (state == FV_ROTATION_SWITCHED) {
-		snprintf(msg, sizeof(msg), "%s -> %s switched; the previous key is still served",
-		         fv_rotation_key(r), fv_rotation_new_key(r));
+		int64_t over = fv_rotation_grace_overrun(r, (int64_t)time(NULL));
+
+		if (over > 0)
+			snprintf(msg, sizeof(msg), "%s -> %s has been in its grace window %lld s longer "
+			         "than planned; the previous key is still served", fv_rotation_key(r),
+			         fv_rotation_new_key(r), (long long)over);
+		else
+			snprintf(msg, sizeof(msg), "%s -> %s switched; the previous key is still served",
+			         fv_rotation_key(r), fv_rotation_new_key(r));
 		item(d, CHECK_WARN, 0, "rotation", NULL, msg,
-		     "after the grace window: flowvault rotate --finish NEW");
+		     over > 0 ? "flowvault rotate --finish NEW (or --abort to go back)"
+		              : "after the grace window: flowvault rotate --finish NEW");
 	} else {
 		snprintf(msg, sizeof(msg), "%s -> %s stopped at step \"%s\" (%zu of %zu numbers moved)",
 		         fv_rotation_key(r), fv_rotation_new_key(r), fv_rotation_state_name(state),

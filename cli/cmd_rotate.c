@@ -119,6 +119,7 @@ static json_object *rotation_json(const fv_rotation *r)
 	json_object_object_add(doc, "grace_until", fv_rotation_switched_at(r)
 		? json_object_new_int64(fv_rotation_switched_at(r) + fv_rotation_grace_seconds(r)) : NULL);
 	json_object_object_add(doc, "finished_at", time_json(fv_rotation_finished_at(r)));
+	json_object_object_add(doc, "aborted_at", time_json(fv_rotation_aborted_at(r)));
 	json_object_object_add(doc, "old_key_destroyed", json_object_new_boolean(fv_rotation_old_destroyed(r)));
 	json_object_object_add(doc, "phone_numbers_total", json_object_new_int64((int64_t)n));
 	json_object_object_add(doc, "phone_numbers_registered",
@@ -128,6 +129,8 @@ static json_object *rotation_json(const fv_rotation *r)
 		const char *err = fv_rotation_target_error(r, i);
 
 		json_object_object_add(o, "phone_number_id", json_object_new_string(fv_rotation_target(r, i)));
+		json_object_object_add(o, "state", json_object_new_string(
+		                               fv_rotation_number_state_name(fv_rotation_target_state(r, i))));
 		json_object_object_add(o, "registered", json_object_new_boolean(fv_rotation_target_registered(r, i)));
 		json_object_object_add(o, "error", err ? json_object_new_string(err) : NULL);
 		json_object_array_add(results, o);
@@ -153,9 +156,13 @@ static void print_rotation(const fv_rotation *r)
 	time_text(when, sizeof(when), fv_rotation_started_at(r));
 	printf("  started       %s\n", when);
 	printf("  new key       %s\n", fp && *fp ? fp : "(not generated yet)");
-	if (state >= FV_ROTATION_REGISTERING)
-		printf("  phone numbers %zu of %zu on %s\n", fv_rotation_registered_count(r), n,
-		       fv_rotation_new_key(r));
+	if (state >= FV_ROTATION_REGISTERING || n) {
+		size_t on_new = 0;
+
+		for (i = 0; i < n; i++)
+			on_new += fv_rotation_target_state(r, i) == FV_ROTATION_NUMBER_NEW_KEY;
+		printf("  phone numbers %zu of %zu on %s\n", on_new, n, fv_rotation_new_key(r));
+	}
 	if (fv_rotation_switched_at(r)) {
 		time_text(when, sizeof(when), fv_rotation_switched_at(r));
 		printf("  switched      %s\n", when);
@@ -167,6 +174,10 @@ static void print_rotation(const fv_rotation *r)
 		printf("  finished      %s%s\n", when,
 		       fv_rotation_old_destroyed(r) ? " (old key destroyed)" : "");
 	}
+	if (fv_rotation_aborted_at(r)) {
+		time_text(when, sizeof(when), fv_rotation_aborted_at(r));
+		printf("  aborted       %s (every number back on %s)\n", when, fv_rotation_key(r));
+	}
 	printf("  journal       %s\n", fv_rotation_journal_path(r));
 	for (i = 0; i < n; i++)
 		if (fv_rotation_target_error(r, i)) {
@@ -176,10 +187,14 @@ static void print_rotation(const fv_rotation *r)
 		}
 	switch (state) {
 	case FV_ROTATION_SWITCHED:
-		printf("\nnext: flowvault rotate --finish %s (after the grace window)\n",
-		       fv_rotation_new_key(r));
+		printf("\nnext: flowvault rotate --finish %s (after the grace window), or "
+		       "flowvault rotate --abort to go back\n", fv_rotation_new_key(r));
+		break;
+	case FV_ROTATION_ABORTING:
+		printf("\nnext: flowvault rotate --abort (to complete going back)\n");
 		break;
 	case FV_ROTATION_FINISHED:
+	case FV_ROTATION_ABORTED:
 		break;
 	default:
 		printf("\nnext: flowvault rotate --resume\n");
@@ -216,7 +231,7 @@ static int report(const struct cli *cli, fv_rotation *r, int status)
 static int run_rotate(struct cli *cli, int argc, char **argv)
 {
 	enum { OPT_NEW = 1, OPT_SET, OPT_GRACE, OPT_RESUME, OPT_STATUS, OPT_FINISH, OPT_FORCE,
-	       OPT_DESTROY };
+	       OPT_DESTROY, OPT_ABORT, OPT_DESTROY_NEW, OPT_NO_REGISTER };
 	static const struct option options[] = {
 		{ "new", required_argument, NULL, OPT_NEW },
 		{ "set", required_argument, NULL, OPT_SET },
@@ -226,11 +241,15 @@ static int run_rotate(struct cli *cli, int argc, char **argv)
 		{ "finish", required_argument, NULL, OPT_FINISH },
 		{ "force", no_argument, NULL, OPT_FORCE },
 		{ "destroy-old", no_argument, NULL, OPT_DESTROY },
+		{ "abort", no_argument, NULL, OPT_ABORT },
+		{ "destroy-new", no_argument, NULL, OPT_DESTROY_NEW },
+		{ "no-register", no_argument, NULL, OPT_NO_REGISTER },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char **sets = calloc((size_t)argc + 1, sizeof(*sets));
 	const char *new_name = NULL, *finish = NULL, *key = NULL;
 	int c, resume = 0, status_only = 0, force = 0, destroy = 0, rc, st;
+	int abort_it = 0, destroy_new = 0, no_register = 0;
 	size_t nset = 0;
 	long grace = 0;
 	struct progress_view view = { .cli = cli, .last_state = -1 };
@@ -259,6 +278,9 @@ static int run_rotate(struct cli *cli, int argc, char **argv)
 		case OPT_FINISH: finish = optarg; break;
 		case OPT_FORCE: force = 1; break;
 		case OPT_DESTROY: destroy = 1; break;
+		case OPT_ABORT: abort_it = 1; break;
+		case OPT_DESTROY_NEW: destroy_new = 1; break;
+		case OPT_NO_REGISTER: no_register = 1; break;
 		default:
 			rc = cli_usage(cli, "unknown option or missing value: '%s'", argv[optind - 1]);
 			goto out;
@@ -270,9 +292,9 @@ static int run_rotate(struct cli *cli, int argc, char **argv)
 		rc = cli_usage(cli, "unexpected argument '%s'", argv[optind]);
 		goto out;
 	}
-	if (resume + status_only + (finish != NULL) + (key != NULL) != 1) {
+	if (resume + status_only + abort_it + (finish != NULL) + (key != NULL) != 1) {
 		rc = cli_usage(cli, "give exactly one of: KEY --new NAME, --resume, --status, "
-		               "--finish NAME");
+		               "--finish NAME, --abort");
 		goto out;
 	}
 	if (key && !new_name) {
@@ -283,11 +305,15 @@ static int run_rotate(struct cli *cli, int argc, char **argv)
 		rc = cli_usage(cli, "--new and --set go with KEY (start a rotation)");
 		goto out;
 	}
-	if (!finish && (force || destroy)) {
-		rc = cli_usage(cli, "--force and --destroy-old go with --finish NAME");
+	if (!finish && (force || destroy || no_register)) {
+		rc = cli_usage(cli, "--force, --destroy-old and --no-register go with --finish NAME");
 		goto out;
 	}
-	if ((resume || status_only) && grace) {
+	if (!abort_it && destroy_new) {
+		rc = cli_usage(cli, "--destroy-new goes with --abort");
+		goto out;
+	}
+	if ((resume || status_only || abort_it) && grace) {
 		rc = cli_usage(cli, "--grace goes with KEY --new NAME or --finish NAME");
 		goto out;
 	}
@@ -301,7 +327,8 @@ static int run_rotate(struct cli *cli, int argc, char **argv)
 	}
 	if (finish) {
 		st = fv_rotate_finish(&r, ctx, finish, (force ? FV_ROTATE_FORCE : 0u) |
-		                      (destroy ? FV_ROTATE_DESTROY_OLD : 0u), grace);
+		                      (destroy ? FV_ROTATE_DESTROY_OLD : 0u) |
+		                      (no_register ? FV_ROTATE_NO_REGISTER : 0u), grace);
 		rc = report(cli, r, st);
 		goto out;
 	}
@@ -318,7 +345,9 @@ static int run_rotate(struct cli *cli, int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, &old_int);
 	sigaction(SIGTERM, &sa, &old_term);
-	if (resume)
+	if (abort_it)
+		st = fv_rotate_abort(&r, ctx, destroy_new ? FV_ROTATE_DESTROY_NEW : 0u, &opts);
+	else if (resume)
 		st = fv_rotate_resume(&r, ctx, &opts);
 	else
 		st = fv_rotate_start(&r, ctx, key, new_name, &opts);
@@ -337,7 +366,8 @@ out:
 const struct cli_command cli_cmd_rotate = {
 	.name = "rotate",
 	.synopsis = "rotate KEY --new NAME [--set FIELD=VALUE]... [--grace DURATION] | "
-	            "--resume | --status | --finish NAME [--force] [--destroy-old]",
+	            "--resume | --status | --finish NAME [--force] [--destroy-old] [--no-register] | "
+	            "--abort [--destroy-new]",
 	.summary = "replace KEY by a new key on all its phone numbers, crash-safe",
 	.help =
 		"Starts a rotation of KEY to a new key NAME and runs it up to the switch:\n"
@@ -354,9 +384,11 @@ const struct cli_command cli_cmd_rotate = {
 		"Every step is recorded in the journal <config>.rotation.journal before the\n"
 		"next begins. Interrupted at any point (crash, kill, Ctrl-C), the rotation\n"
 		"continues with --resume; numbers already registered are not uploaded again.\n"
-		"Before any number moves, a flowvault serve answering at serve.listen must\n"
-		"already hold NAME (checked through its /healthz): serve reads serve.keys\n"
-		"only when it starts, so restart it when rotate asks, then --resume.\n"
+		"Before any number moves, a flowvault serve on this machine must already hold\n"
+		"the key the numbers move to (checked through its /healthz). When\n"
+		"serve.pid_file names a running process, rotate sends it SIGHUP and waits\n"
+		"until /healthz reports serve.keys as configured; otherwise restart serve\n"
+		"when rotate asks, then --resume.\n"
 		"\n"
 		"Options:\n"
 		"  --new NAME           name of the new key entry (required with KEY)\n"
@@ -367,27 +399,41 @@ const struct cli_command cli_cmd_rotate = {
 		"  --resume             continue the unfinished rotation at its first unfinished\n"
 		"                       step\n"
 		"  --status             show where the last rotation stands; change nothing\n"
-		"  --finish NAME        after the grace window: remove the previous key from\n"
+		"  --finish NAME        after the grace window: list and read every number of\n"
+		"                       NAME again (its phone_numbers and WABA), register NAME\n"
+		"                       on those that lack it, then remove the previous key from\n"
 		"                       serve.keys (the rotation to NAME ends)\n"
 		"  --force              with --finish: do not wait for the grace window\n"
 		"  --destroy-old        with --finish: also delete the previous key in its\n"
 		"                       backend and its configuration entry (only plugins that\n"
-		"                       can delete keys, such as pkcs11)\n"
+		"                       can delete keys, such as pkcs11); the configuration is\n"
+		"                       rewritten first, the key deleted last\n"
+		"  --no-register        with --finish: refuse, naming them, when numbers lack\n"
+		"                       NAME instead of registering it\n"
+		"  --abort              go back from an unfinished rotation (before --finish):\n"
+		"                       register the previous key again on every number (read\n"
+		"                       back, VALID), put it first in serve.keys, remove NAME\n"
+		"                       from serve.keys; NAME stays in the configuration and\n"
+		"                       its store, unused. Journaled and resumable: run it again\n"
+		"                       after an interruption\n"
+		"  --destroy-new        with --abort: also delete NAME in its backend and its\n"
+		"                       configuration entry (plugins that can delete keys)\n"
 		"\n"
 		"The configuration file is rewritten atomically (same mode and owner; a\n"
 		"rewrite keeps every setting but not comments or formatting). On a terminal\n"
 		"a progress bar shows the registration; with --json one document describes\n"
 		"the rotation: {\"state\", \"key\", \"new_key\", \"fingerprint_sha256\",\n"
 		"\"journal\", \"started_at\", \"switched_at\", \"grace_seconds\", \"grace_until\",\n"
-		"\"finished_at\", \"old_key_destroyed\", \"phone_numbers_total\",\n"
-		"\"phone_numbers_registered\", \"results\": [{\"phone_number_id\", \"registered\",\n"
-		"\"error\"}], \"serve_note\", \"error\": null | {\"status\", \"message\",\n"
-		"\"exit_code\"}}.\n"
+		"\"finished_at\", \"aborted_at\", \"old_key_destroyed\", \"phone_numbers_total\",\n"
+		"\"phone_numbers_registered\", \"results\": [{\"phone_number_id\", \"state\":\n"
+		"\"old_key\" | \"new_key\" | \"failed\", \"registered\", \"error\"}], \"serve_note\",\n"
+		"\"error\": null | {\"status\", \"message\", \"exit_code\"}}.\n"
 		"\n"
 		"Exit codes: 0 done (or, with --status, read); 1 interrupted, grace window\n"
 		"not over, or a running serve lacks the new key; 2 usage or configuration\n"
-		"(a rotation already in progress, a missing --set); 3 key backend (also:\n"
-		"--destroy-old with a plugin that cannot delete); 4 Graph API error; 5 a\n"
-		"number does not show the new key as VALID.\n",
+		"(a rotation already in progress, a missing --set, --abort after --finish);\n"
+		"3 key backend (also: --destroy-old/--destroy-new with a plugin that cannot\n"
+		"delete); 4 Graph API error; 5 a number does not show the key as VALID\n"
+		"(also: --finish --no-register with numbers lacking NAME).\n",
 	.run = run_rotate,
 };

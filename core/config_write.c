@@ -2,7 +2,11 @@
  * Rewriting the configuration file (flowvault rotate). The new text is
  * checked as a whole configuration before anything touches the disk, then
  * replaces the old file atomically, so a reader sees either the old file or
- * the new one, and a crash leaves one of the two.
+ * the new one, and a crash leaves one of the two. A configuration that is a
+ * symbolic link is written through to the file it resolves to, in that
+ * file's directory: the link stays a link (a rename over the link would
+ * replace it with a file, and the next edit of the link's target would not
+ * be seen).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,9 +20,10 @@
 
 #include "internal.h"
 
-int fv__config_write(const char *path, json_object *root)
+int fv__config_write(const char *given, json_object *root)
 {
-	char dir_buf[PATH_MAX], base_buf[PATH_MAX], tmp[PATH_MAX + 16] = "";
+	char dir_buf[PATH_MAX], base_buf[PATH_MAX], tmp[PATH_MAX + 16] = "", target[PATH_MAX];
+	const char *path = given;
 	char *text = NULL, *back = NULL;
 	const char *json, *dir, *base;
 	fv_context *check = NULL;
@@ -28,6 +33,15 @@ int fv__config_write(const char *path, json_object *root)
 
 	if (!path || strlen(path) >= PATH_MAX)
 		return fv__error_set(FV_ERR_USAGE, "no configuration file to rewrite");
+	if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		if (!realpath(given, target))
+			return fv__error_set(FV_ERR_CONFIG, "configuration '%s' is a symbolic link that "
+			                     "does not resolve: %s; nothing was changed", given,
+			                     strerror(errno));
+		fv__log(FV_LOG_INFO, "configuration '%s' is a symbolic link: rewriting its target "
+		        "'%s'", given, target);
+		path = target;
+	}
 	json = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 	                                            JSON_C_TO_STRING_SPACED |
 	                                            JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -39,7 +53,7 @@ int fv__config_write(const char *path, json_object *root)
 	text[len] = '\0';
 
 	/* The whole new configuration must be valid before it goes anywhere. */
-	if ((rc = fv__context_open_text(&check, text, len, path)) != FV_OK) {
+	if ((rc = fv__context_open_text(&check, text, len, given)) != FV_OK) {
 		fv__error_prefix("refusing to rewrite the configuration (the new text would not "
 		                 "be valid; nothing was changed)");
 		goto out;

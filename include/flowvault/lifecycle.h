@@ -14,7 +14,12 @@
  *                 back VALID (one journal line per number);
  *   5. switched   NAME takes over KEY's phone_numbers/waba_id and comes
  *                 before KEY in serve.keys: the grace window starts;
- *   6. finished   KEY leaves serve.keys (and, on request, its backend).
+ *   6. finished   --finish: every number of NAME is read again (numbers
+ *                 that appeared meanwhile get NAME), then KEY leaves
+ *                 serve.keys and, on request, the configuration and its
+ *                 backend, in that order.
+ * Until --finish, fv_rotate_abort goes back: KEY is registered again on
+ * every number, KEY comes first in serve.keys and NAME leaves it.
  * Every step is recorded in an append-only journal next to the
  * configuration file, "<config>.rotation.journal", fsync'd line by line, so
  * a rotation interrupted at any point (crash, kill -9, Ctrl-C) continues with
@@ -46,11 +51,14 @@ enum fv_rotation_state {
 	FV_ROTATION_GENERATED = 3,
 	FV_ROTATION_REGISTERING = 4, /* target numbers known, some registered */
 	FV_ROTATION_SWITCHED = 5,    /* grace window: serve tries NAME, then KEY */
-	FV_ROTATION_FINISHED = 6
+	FV_ROTATION_FINISHED = 6,
+	FV_ROTATION_ABORTING = 7,    /* going back to KEY (fv_rotate_abort) */
+	FV_ROTATION_ABORTED = 8,     /* every number on KEY again; NAME unused */
+	FV_ROTATION_FINISHING = 9    /* --finish began retiring KEY; not done */
 };
 
 /* "none", "begun", "prepared", "generated", "registering", "switched",
- * "finished". */
+ * "finished", "aborting", "aborted", "finishing". */
 FV_API const char *fv_rotation_state_name(int state);
 
 /* The default grace window between the switch and --finish. */
@@ -99,19 +107,47 @@ FV_API int fv_rotation_read(fv_rotation **out, fv_context *ctx);
 
 enum fv_rotate_finish_flags {
 	FV_ROTATE_FORCE = 1u << 0,        /* finish before the grace window ends */
-	FV_ROTATE_DESTROY_OLD = 1u << 1   /* delete the old key in its backend and
+	FV_ROTATE_DESTROY_OLD = 1u << 1,  /* delete the old key in its backend and
 	                                     its configuration entry */
+	FV_ROTATE_NO_REGISTER = 1u << 2   /* refuse (FV_ERR_MISMATCH, naming them)
+	                                     when numbers lack the new key instead
+	                                     of registering it on them */
 };
 /*
- * Retire the previous key of the switched rotation to `new_name`: remove it
- * from serve.keys. Refuses before the grace window ends unless
- * FV_ROTATE_FORCE. With FV_ROTATE_DESTROY_OLD the old key is deleted in its
- * backend (FV_ERR_UNSUPPORTED, changing nothing, when its plugin cannot
- * delete) and keys.<old> is removed. `grace_seconds` > 0 replaces the
- * window recorded when the rotation started.
+ * Retire the previous key of the switched rotation to `new_name`. Refuses
+ * before the grace window ends unless FV_ROTATE_FORCE. First every number of
+ * the new key is listed again (its phone_numbers and the numbers of its
+ * waba_id, from the Graph API) and read: numbers that do not hold the new
+ * key as VALID (added to the WABA during the rotation, say) get it
+ * registered, or with FV_ROTATE_NO_REGISTER the call fails naming them. The
+ * check is journaled. Then, recorded as "finishing": the old key leaves
+ * serve.keys (with FV_ROTATE_DESTROY_OLD also keys.<old>), a local serve
+ * reloads, and only then is the old key deleted in its backend
+ * (FV_ERR_UNSUPPORTED, changing nothing, when its plugin cannot delete).
+ * An interrupted finish continues with this call or fv_rotate_resume.
+ * `grace_seconds` > 0 replaces the window recorded when the rotation
+ * started.
  */
 FV_API int fv_rotate_finish(fv_rotation **out, fv_context *ctx, const char *new_name,
                             unsigned int flags, long grace_seconds);
+
+enum fv_rotate_abort_flags {
+	FV_ROTATE_DESTROY_NEW = 1u << 0   /* delete the new key in its backend and
+	                                     its configuration entry */
+};
+/*
+ * Go back from the unfinished rotation (any step before --finish): KEY takes
+ * back the phone_numbers/waba_id NAME took at the switch and comes first in
+ * serve.keys (a local serve reloads, or must hold KEY); KEY is registered
+ * again on every target number that does not hold it as VALID (read back,
+ * same key); then NAME leaves serve.keys. keys.NAME and the key stay, unused,
+ * unless FV_ROTATE_DESTROY_NEW (FV_ERR_UNSUPPORTED, changing nothing, when
+ * the plugin cannot delete). Journaled number by number: an interrupted
+ * abort continues with this call or fv_rotate_resume; once done, calling it
+ * again changes nothing. Refused (FV_ERR_USAGE) once --finish has begun.
+ */
+FV_API int fv_rotate_abort(fv_rotation **out, fv_context *ctx, unsigned int flags,
+                           const fv_rotate_options *opts);
 
 FV_API void fv_rotation_free(fv_rotation *rotation);
 
@@ -132,9 +168,28 @@ FV_API int fv_rotation_old_destroyed(const fv_rotation *r);
 FV_API size_t fv_rotation_target_count(const fv_rotation *r);
 FV_API const char *fv_rotation_target(const fv_rotation *r, size_t index);
 FV_API int fv_rotation_target_registered(const fv_rotation *r, size_t index);
-/* Why the last attempt on this number failed in this process, or NULL. */
+/* Why the last attempt on this number failed (as journaled), or NULL. */
 FV_API const char *fv_rotation_target_error(const fv_rotation *r, size_t index);
 FV_API size_t fv_rotation_registered_count(const fv_rotation *r);
+
+/* Which key a target number holds, as far as the journal knows. */
+enum fv_rotation_number_state {
+	FV_ROTATION_NUMBER_OLD_KEY = 0,
+	FV_ROTATION_NUMBER_NEW_KEY = 1,
+	FV_ROTATION_NUMBER_FAILED = 2    /* the last attempt failed: see _error */
+};
+FV_API int fv_rotation_target_state(const fv_rotation *r, size_t index);
+/* "old_key", "new_key", "failed". */
+FV_API const char *fv_rotation_number_state_name(int state);
+/* Unix time of the abort's end, 0 when not aborted. */
+FV_API int64_t fv_rotation_aborted_at(const fv_rotation *r);
+/* The time the rotation entered its current state (the journal line that
+ * put it there), 0 when there is none: with `now`, how long it has stood
+ * there. */
+FV_API int64_t fv_rotation_state_since(const fv_rotation *r);
+/* Seconds by which a switched rotation has overrun its grace window at
+ * `now` (0 when not switched or still inside it): what doctor warns of. */
+FV_API int64_t fv_rotation_grace_overrun(const fv_rotation *r, int64_t now);
 /* A note for the operator about `flowvault serve` after this call (restart
  * it to pick up serve.keys), or NULL. */
 FV_API const char *fv_rotation_serve_note(const fv_rotation *r);

@@ -133,7 +133,7 @@ openssl pkey -in "$T/stranger.pem" -pubout -out "$T/stranger.pub"
 import json, sys
 path, port, up = sys.argv[1:]
 c = json.load(open(path))
-c["serve"] = {"listen": "127.0.0.1:" + port, "keys": ["flows"], "app_secrets": ["env:APP_SECRET"],
+c["serve"] = {"listen": "127.0.0.1:" + port, "admin_listen": "off", "keys": ["flows"], "app_secrets": ["env:APP_SECRET"],
               "upstream": "http://127.0.0.1:%s/" % up}
 json.dump(c, open(path, "w"))
 PY

@@ -83,7 +83,7 @@ cloud2_serve_config() {
 {
   "keys": { "cloud": $2 },
   "serve": {
-    "listen": "127.0.0.1:$3",
+    "listen": "127.0.0.1:$3", "admin_listen": "off",
     "keys": ["cloud"],
     "app_secrets": ["env:APP_SECRET"],
     "upstream": "http://127.0.0.1:$4/logic",

@@ -6,7 +6,7 @@
 . "$FV_SOURCE_DIR/tests/lifecycle/lifecycle_lib.sh"
 
 export APP_SECRET="app-$(openssl rand -hex 8)"
-SERVE='{"listen": "127.0.0.1:1", "keys": ["flows"], "app_secrets": ["env:APP_SECRET"]}'
+SERVE='{"listen": "127.0.0.1:1", "admin_listen": "off", "keys": ["flows"], "app_secrets": ["env:APP_SECRET"]}'
 lc_setup 3 "$SERVE"
 cp "$T/config.json" "$T/good.json"
 
@@ -122,6 +122,15 @@ run "$FV" --json doctor
 expect_rc 0 "doctor after the switch"
 jcheck 'any(.checks[]; .check == "rotation" and .status == "warn")' "switched rotation is a warning"
 pass "a switched rotation in its grace window is a warning, not a failure"
+
+# Kept in its grace window longer than planned: a warning that says so.
+jq -c 'if .event == "switched" then .time -= 90000 else . end' "$(JOURNAL)" >"$T/j" &&
+	cat "$T/j" >"$(JOURNAL)"
+run "$FV" --json doctor
+expect_rc 0 "doctor with an overdue grace window"
+jcheck 'any(.checks[]; .check == "rotation" and .status == "warn"
+	and (.message | test("in its grace window 360[0-9] s longer than planned")))' "overdue grace window"
+pass "a rotation kept in its grace window longer than planned is named"
 
 # The first failure decides the exit code: a key problem (3) before Graph (4).
 cp "$T/config.json" "$T/good.json"

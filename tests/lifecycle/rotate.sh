@@ -8,8 +8,9 @@
 . "$FV_SOURCE_DIR/tests/lifecycle/lifecycle_lib.sh"
 
 SERVE_PORT=$(free_port)
-lc_setup 10 "{\"listen\": \"127.0.0.1:$(free_port)\", \"admin_listen\": \"127.0.0.1:$SERVE_PORT\",
-    \"keys\": [\"flows\"]}"
+export APP_SECRET="app-secret-$(openssl rand -hex 8)"
+lc_setup 10 "{\"listen\": \"127.0.0.1:$SERVE_PORT\", \"admin_listen\": \"127.0.0.1:$(free_port)\",
+    \"keys\": [\"flows\"], \"app_secrets\": [\"env:APP_SECRET\"]}"
 old_fp=$(openssl pkey -in "$T/keys/flows.pem" -passin env:FLOWS_PASS -pubout -outform DER | sha256sum | cut -d' ' -f1)
 stat -c %a "$T/config.json" >"$T/mode.before"
 

@@ -8,8 +8,9 @@
 
 P=$(free_port)
 A=$(free_port)
+export APP_SECRET="app-secret-$(openssl rand -hex 8)"
 lc_setup 3 "{\"listen\": \"127.0.0.1:$P\", \"admin_listen\": \"127.0.0.1:$A\", \"keys\": [\"flows\"],
-    \"allow_unsigned\": true}"
+    \"app_secrets\": [\"env:APP_SECRET\"]}"
 start_serve() {
 	"$FV" serve >"$T/serve.log" 2>&1 &
 	SERVE_PID=$!

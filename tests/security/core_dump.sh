@@ -22,7 +22,7 @@ PORT=$(free_port)
 cat >"$T/config.json" <<EOF
 {
   "keys": {"flows": {"provider": "pem", "path": "$T/keys/flows.pem", "passphrase": "env:FV_SEC_PASS"}},
-  "serve": {"listen": "127.0.0.1:$PORT", "keys": ["flows"], "path": "/flows", "app_secrets": ["env:FV_SEC_APP"]}
+  "serve": {"listen": "127.0.0.1:$PORT", "admin_listen": "off", "keys": ["flows"], "path": "/flows", "app_secrets": ["env:FV_SEC_APP"]}
 }
 EOF
 chmod 600 "$T/config.json"

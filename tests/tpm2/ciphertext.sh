@@ -17,7 +17,7 @@ export APP_SECRET=ciphertext-test-secret
 cat >"$T/fv.json" <<JSON
 {"plugin_path": ["$PLUGINS"],
  "keys": {"tpm": {"provider": "tpm2", "tcti": "$FV_TCTI", "key_file": "tpm.tss2"}},
- "serve": {"listen": "127.0.0.1:$PORT", "keys": ["tpm"],
+ "serve": {"listen": "127.0.0.1:$PORT", "admin_listen": "off", "keys": ["tpm"],
            "app_secrets": ["env:APP_SECRET"], "upstream": "http://127.0.0.1:$UP/"}}
 JSON
 chmod 600 "$T/fv.json"

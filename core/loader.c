@@ -37,17 +37,8 @@
  */
 static void plugin_release(void *handle, int fd)
 {
-	char fd_path[FV_HOST_FD_PATH_MAX];
-	void *still;
-
 	plugin_unload(handle);
-	fv_host_fd_path(fd_path, fd);
-	still = dlopen(fd_path, RTLD_LAZY | RTLD_NOLOAD);
-	if (still) {
-		dlclose(still); /* only the reference NOLOAD took */
-		return;
-	}
-	close(fd);
+	fv_host_fd_release(fd);
 }
 
 struct search_dirs {

@@ -2,8 +2,9 @@
  * flowvault key-provider ABI.
  *
  * This header is everything a key-provider plugin needs: it depends on the
- * C library only (no OpenSSL, json-c or other third-party types), so a plugin
- * for any key store can be built against it alone.
+ * C library (with POSIX dlopen) only, no OpenSSL, json-c or other
+ * third-party types, so a plugin for any key store can be built against it
+ * alone.
  *
  * Overview
  * --------
@@ -67,8 +68,10 @@
 #ifndef FLOWVAULT_PROVIDER_H
 #define FLOWVAULT_PROVIDER_H
 
+#include <dlfcn.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -197,10 +200,10 @@ typedef struct fv_host {
 	 * O_CLOEXEC descriptor of the checked file: load "/proc/self/fd/<fd>"
 	 * (fv_host_fd_path below) so that the file checked is the file loaded.
 	 * Keep the descriptor open for as long as the module stays loaded and
-	 * close it only after unloading: the dynamic loader recognises a loaded
-	 * library by the name it was loaded under, so once the number is reused
-	 * "/proc/self/fd/<fd>" would name the old module instead of the new
-	 * file. FV_ERR_PERMISSION or FV_ERR_NOT_FOUND otherwise, with a message
+	 * release it with fv_host_fd_release() after unloading: the dynamic
+	 * loader recognises a loaded library by the name it was loaded under,
+	 * so once the number is reused "/proc/self/fd/<fd>" would name the old
+	 * module instead of the new file. FV_ERR_PERMISSION or FV_ERR_NOT_FOUND otherwise, with a message
 	 * that says what to fix.
 	 */
 	int (*file_open_checked)(const char *path, const char *what, int *fd);
@@ -241,6 +244,29 @@ static inline void fv_host_fd_path(char buf[FV_HOST_FD_PATH_MAX], int fd)
 	while (n)
 		buf[i++] = digits[--n];
 	buf[i] = '\0';
+}
+
+/*
+ * After unloading a module loaded as fv_host_fd_path(fd): close `fd`, unless
+ * a library is still loaded under that name (a module that cannot be
+ * unloaded, or one loaded a second time elsewhere). Then the descriptor stays
+ * open for the life of the process, so that its number, and with it the
+ * name, is never reused for another file.
+ */
+static inline void fv_host_fd_release(int fd)
+{
+	char path[FV_HOST_FD_PATH_MAX];
+	void *still;
+
+	if (fd < 0)
+		return;
+	fv_host_fd_path(path, fd);
+	still = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+	if (still) {
+		dlclose(still); /* only the reference RTLD_NOLOAD took */
+		return;
+	}
+	close(fd);
 }
 
 /* ---- Configuration fields a plugin declares ---- */

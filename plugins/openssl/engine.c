@@ -223,8 +223,9 @@ void engine_backend_close(struct engine_backend *eb)
 			ENGINE_finish(eb->engine);
 		ENGINE_free(eb->engine);
 	}
+	/* Modules OpenSSL or libp11 keep loaded keep their descriptors. */
 	for (i = 0; i < eb->fd_count; i++)
-		close(eb->fds[i]);
+		fv_host_fd_release(eb->fds[i]);
 	free(eb->id);
 	free(eb);
 }

@@ -185,8 +185,7 @@ static void instance_unref(fv_instance *inst)
 			dlclose(inst->provider_dls[i]);
 	/* Then the descriptors: the loader knew each module by its name. */
 	for (i = 0; inst->provider_fds && i <= inst->provider_count; i++)
-		if (inst->provider_fds[i] >= 0)
-			close(inst->provider_fds[i]);
+		fv_host_fd_release(inst->provider_fds[i]);
 	free(inst->providers);
 	free(inst->provider_names);
 	free(inst->provider_dls);

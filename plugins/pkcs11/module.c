@@ -221,8 +221,7 @@ static void module_free(struct p11_module *mod)
 		p11_kit_module_release(mod->fns);
 	if (mod->dl)
 		dlclose(mod->dl);
-	if (mod->fd >= 0)
-		close(mod->fd);
+	fv_host_fd_release(mod->fd);
 #endif
 	free(mod->spec);
 	free(mod->path);

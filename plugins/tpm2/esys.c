@@ -154,8 +154,7 @@ static int tcti_checked(fv_instance *inst, char *buf, size_t len, const char **c
 
 static void tcti_fd_close(fv_instance *inst)
 {
-	if (inst->tcti_fd >= 0)
-		close(inst->tcti_fd);
+	fv_host_fd_release(inst->tcti_fd);
 	inst->tcti_fd = -1;
 }
 

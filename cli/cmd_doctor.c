@@ -12,18 +12,25 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "keyreport.h"
 
 struct doctor {
 	const struct cli *cli;
 	json_object *checks;
 	int exit_code;           /* of the first failure */
 	size_t failed, passed, skipped;
+	/* For the next item only: its subject in the text output when it differs
+	 * from the JSON one, and whether it is a detail shown with -v only. */
+	const char *text_subject;
+	int detail;
 };
 
 enum { CHECK_OK, CHECK_FAIL, CHECK_SKIP, CHECK_WARN };
 
-static void item(struct doctor *d, int outcome, int exit_code, const char *check,
-                 const char *subject, const char *message, const char *fix)
+/* Record one check (and print it as text); returns its JSON object, to which
+ * a caller may add structured members. */
+static json_object *item(struct doctor *d, int outcome, int exit_code, const char *check,
+                         const char *subject, const char *message, const char *fix)
 {
 	static const char *const names[] = { "ok", "fail", "skip", "warn" };
 	json_object *o = json_object_new_object();
@@ -44,7 +51,10 @@ static void item(struct doctor *d, int outcome, int exit_code, const char *check
 	json_object_object_add(o, "fix", fix ? json_object_new_string(fix) : NULL);
 	json_object_object_add(o, "exit_code", outcome == CHECK_FAIL ? json_object_new_int(exit_code) : NULL);
 	json_object_array_add(d->checks, o);
-	if (!d->cli->json && !(d->cli->quiet && outcome != CHECK_FAIL)) {
+	if (d->text_subject)
+		subject = d->text_subject;
+	if (!d->cli->json && !(d->cli->quiet && outcome != CHECK_FAIL) &&
+	    !(d->detail && !d->cli->verbose)) {
 		static const char *const tags[] = { "[ok]  ", "[FAIL]", "[skip]", "[warn]" };
 
 		printf("%s %-8s %s%s%s\n", tags[outcome], check, subject ? subject : "",
@@ -52,6 +62,9 @@ static void item(struct doctor *d, int outcome, int exit_code, const char *check
 		if (fix && outcome != CHECK_OK)
 			printf("       fix: %s\n", fix);
 	}
+	d->text_subject = NULL;
+	d->detail = 0;
+	return o;
 }
 
 static void failf(struct doctor *d, int status, const char *check, const char *subject,
@@ -86,20 +99,34 @@ static int check_config(struct doctor *d, fv_context **ctx)
 	return -1;
 }
 
+/* A fix that adds something to the refusal, which often names the command. */
+static const char *fix_for_plugin(const char *refused)
+{
+	if (strstr(refused, "chmod") || strstr(refused, "chown"))
+		return "run the command the message gives, or remove the file from the plugin path";
+	if (strstr(refused, "ABI"))
+		return "install the plugin built for this flowvault (flowvault version shows "
+		       "its ABI), or remove it from the plugin path";
+	return "replace the file with a flowvault plugin, or remove it from the plugin path";
+}
+
 static int plugin_cb(void *arg, const fv_plugin_info *info)
 {
 	struct doctor *d = arg;
-	char subject[512];
+	char text_subject[512];
+	json_object *o;
 
-	snprintf(subject, sizeof(subject), "%s (%s)", info->name, info->path);
+	snprintf(text_subject, sizeof(text_subject), "%s (%s)", info->name, info->path);
+	d->text_subject = text_subject;
 	if (!info->refused)
-		item(d, CHECK_OK, 0, "plugin", subject, "loads", NULL);
+		o = item(d, CHECK_OK, 0, "plugin", info->name, "loads", NULL);
 	else if (strstr(info->refused, "shadowed"))
-		item(d, CHECK_WARN, 0, "plugin", subject, info->refused,
-		     "remove the duplicate if it is not meant to be there");
+		o = item(d, CHECK_WARN, 0, "plugin", info->name, info->refused,
+		         "remove the duplicate if it is not meant to be there");
 	else
-		item(d, CHECK_FAIL, EXIT_USAGE, "plugin", subject, info->refused,
-		     "fix the file as the message says, or remove it from the plugin path");
+		o = item(d, CHECK_FAIL, EXIT_USAGE, "plugin", info->name, info->refused,
+		         fix_for_plugin(info->refused));
+	json_object_object_add(o, "path", json_object_new_string(info->path));
 	return 0;
 }
 
@@ -110,40 +137,98 @@ struct key_state {
 	fv_key *key;
 };
 
+/* What to do about a key that does not open, beyond what its message says. */
+static const char *fix_for_key(int status, const char *message)
+{
+	if (strstr(message, "chmod") || strstr(message, "chown"))
+		return "run the command the message gives";
+	switch (status) {
+	case FV_ERR_NOT_FOUND:
+		return "create it with flowvault generate KEY, or correct its reference in the "
+		       "configuration";
+	case FV_ERR_AUTH:
+		return "correct the passphrase or PIN the key's secret reference gives";
+	case FV_ERR_SECRET:
+		return "make the secret reference resolve: export the variable, or create the "
+		       "file with mode 0600";
+	case FV_ERR_PLUGIN:
+		return "flowvault plugins shows whether the key's plugin loads, and why not";
+	case FV_ERR_UNSUPPORTED:
+		return "use an RSA-2048 key the plugin supports (flowvault generate KEY makes one)";
+	case FV_ERR_PERMISSION:
+		return "give the user running flowvault access to the key's store";
+	default:
+		return "make the store reachable (token present, TPM or daemon running, service "
+		       "reachable); flowvault -v keys shows the backend's own words";
+	}
+}
+
 static void check_keys(struct doctor *d, fv_context *ctx, struct key_state *keys, size_t n)
 {
-	char msg[256];
-	size_t i;
+	char msg[1200], fix[512];
+	size_t i, w;
 
 	for (i = 0; i < n; i++) {
+		struct cli_key_report r;
+		json_object *o;
 		int rc;
 
 		keys[i].name = fv_context_key_name(ctx, i);
-		rc = fv_key_open(&keys[i].key, ctx, keys[i].name);
-		if (rc == FV_OK)
-			rc = fv_key_fingerprint(keys[i].fingerprint, keys[i].key);
-		if (rc == FV_OK)
-			rc = fv_key_self_test(keys[i].key);
-		if (rc == FV_ERR_CONFIG) {
+		cli_key_report_open(&r, ctx, keys[i].name);
+		rc = r.status;
+		if (r.state == CLI_KEY_UNREACHABLE && rc == FV_ERR_CONFIG) {
 			/* Provider fields are checked when the key opens. */
 			snprintf(msg, sizeof(msg), "keys.%s", keys[i].name);
-			failf(d, rc, "config", msg,
-			      "correct the field the message names; flowvault.json(5) lists the "
-			      "fields of each provider");
+			item(d, CHECK_FAIL, cli_exit_for_status(rc), "config", msg, r.message,
+			     "correct the field the message names; flowvault.json(5) lists the "
+			     "fields of each provider");
 			continue;
 		}
+		if (r.state == CLI_KEY_UNREACHABLE) {
+			item(d, CHECK_FAIL, cli_exit_for_status(rc), "key", keys[i].name, r.message,
+			     fix_for_key(rc, r.message));
+			continue;
+		}
+		for (w = 0; w < r.details->warning_count; w++) {
+			const fv_key_warning *kw = &r.details->warnings[w];
+
+			if (kw->refused && r.details->require_non_extractable)
+				continue; /* part of the refusal below */
+			snprintf(msg, sizeof(msg), "%s: %s", kw->property, kw->message);
+			snprintf(fix, sizeof(fix), "create a key inside its store (flowvault rotate "
+			         "%s --new NAME moves its numbers to it)%s", keys[i].name,
+			         kw->refused ? "; keys.NAME.require_non_extractable is false, "
+			                       "so this key is accepted" : "");
+			o = item(d, CHECK_WARN, 0, "key", keys[i].name, msg, fix);
+			json_object_object_add(o, "warning", cli_key_warning_json(kw));
+		}
+		if (r.state == CLI_KEY_REFUSED) {
+			snprintf(fix, sizeof(fix), "create a key inside its store (flowvault rotate %s "
+			         "--new NAME moves its numbers to it), or accept this one with "
+			         "\"require_non_extractable\": false in keys.%s", keys[i].name,
+			         keys[i].name);
+			o = item(d, CHECK_FAIL, cli_exit_for_status(rc), "key", keys[i].name, r.message,
+			         fix);
+			json_object_object_add(o, "state", json_object_new_string("refused"));
+			cli_key_report_clear(&r);
+			continue;
+		}
+		rc = fv_key_self_test(r.key);
 		if (rc != FV_OK) {
-			failf(d, rc, "key", keys[i].name,
-			      rc == FV_ERR_NOT_FOUND ? "create it with flowvault generate KEY, or correct "
-			                               "its reference in the configuration"
-			      : "check the key's entry and its store (file, token, TPM, secret "
-			        "reference); flowvault keys shows the same error");
+			failf(d, rc, "key", keys[i].name, fix_for_key(rc, fv_error_last()->message));
+			cli_key_report_clear(&r);
 			continue;
 		}
 		keys[i].ok = 1;
+		keys[i].key = r.key;
+		r.key = NULL;
+		memcpy(keys[i].fingerprint, r.fingerprint, sizeof(keys[i].fingerprint));
 		snprintf(msg, sizeof(msg), "opens; OAEP-SHA256 test decryption ok; fingerprint %s",
 		         keys[i].fingerprint);
-		item(d, CHECK_OK, 0, "key", keys[i].name, msg, NULL);
+		o = item(d, CHECK_OK, 0, "key", keys[i].name, msg, NULL);
+		json_object_object_add(o, "fingerprint_sha256",
+		                       json_object_new_string(keys[i].fingerprint));
+		cli_key_report_clear(&r);
 	}
 }
 
@@ -325,6 +410,13 @@ static void check_serve(struct doctor *d, fv_context *ctx, struct key_state *key
 			problems++;
 		}
 		fv_secret_free(secret, len);
+	}
+	if (fv_context_serve_allow_unsigned(ctx)) {
+		item(d, CHECK_WARN, 0, "serve", "serve.allow_unsigned",
+		     "is true: requests are served without checking their X-Hub-Signature-256, "
+		     "so anyone who reaches the endpoint can make the key decrypt",
+		     "list the Meta app secret in serve.app_secrets (e.g. \"env:APP_SECRET\") "
+		     "and remove \"allow_unsigned\"");
 	}
 	for (i = 0; i < 2; i++) {
 		char *path = fv_context_serve_tls_file(ctx, (int)i);

@@ -78,6 +78,13 @@ int fv_context_has_serve(const fv_context *ctx)
 	return ctx && ctx->serve;
 }
 
+int fv_context_serve_allow_unsigned(const fv_context *ctx)
+{
+	json_object *v = serve_member(ctx, "allow_unsigned");
+
+	return json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
+}
+
 int fv_context_has_graph(const fv_context *ctx)
 {
 	return ctx && ctx->graph;

@@ -9,7 +9,8 @@
 
 #include <flowvault/flowvault.h>
 
-/* Exit codes: documented in `flowvault --help`, README.md and flowvault(1). */
+/* Exit codes: the table in common.c, shown by `flowvault --help`; README.md
+ * and flowvault(1) have the same table (tests/cli/exit_codes.sh). */
 enum cli_exit {
 	EXIT_OK = 0,
 	EXIT_FAILURE_OTHER = 1,
@@ -49,6 +50,16 @@ int cli_failf(const struct cli *cli, int exit_code, const char *fmt, ...)
 int cli_open_context(struct cli *cli, fv_context **out, unsigned int flags);
 /* True when argv holds -h or --help; prints the command's help then. */
 int cli_wants_help(const struct cli *cli, int argc, char **argv);
+/* Print a command's help (JSON with --json). */
+void cli_print_command_help(const struct cli *cli, const struct cli_command *cmd);
+/* Check the options in argv (starting at the command name) against the
+ * command's help and the global options: an unknown option (with the
+ * closest known one) or an option without its value is a usage error,
+ * reported here. Returns EXIT_OK or EXIT_USAGE. */
+int cli_check_options(const struct cli *cli, const struct cli_command *cmd, int argc,
+                      char **argv);
+/* The candidate `word` is most likely a typo of, or NULL. */
+const char *cli_suggest(const char *word, const char *const *candidates, size_t count);
 /* Print the usage line of the current command and return EXIT_USAGE. */
 int cli_usage(const struct cli *cli, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -68,7 +79,19 @@ extern const struct cli_command cli_cmd_flow;
 extern const struct cli_command cli_cmd_serve;
 extern const struct cli_command cli_cmd_rotate;
 extern const struct cli_command cli_cmd_doctor;
+extern const struct cli_command cli_cmd_help;     /* main.c */
+extern const struct cli_command cli_cmd_version;  /* main.c */
 
+
+/* Report an unknown command (with the closest one); returns EXIT_USAGE. */
+int cli_unknown_command(const struct cli *cli, const char *name);
+/* The exit-code table, as `--help` lists it and as JSON [{"code", "meaning"}]. */
+void cli_print_exit_codes(FILE *out);
+struct json_object *cli_exit_codes_json(void);
+/* Where document `name` (e.g. "README.md", "examples/config.json") is: under
+ * <prefix>/share/doc/flowvault when running from an installed tree and it is
+ * there, else "NAME in the flowvault sources". Static storage. */
+const char *cli_doc_path(const char *name);
 
 /* All commands, NULL-terminated, and one by name (NULL if unknown). */
 extern const struct cli_command *const cli_commands[];

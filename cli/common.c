@@ -117,7 +117,8 @@ static const struct {
 } exit_codes[] = {
 	{ EXIT_OK, "success" },
 	{ EXIT_FAILURE_OTHER, "other failure: an output file cannot be written, serve cannot "
-	                      "listen (address in use), a rotation is unfinished" },
+	                      "listen (address in use), a rotation is interrupted, unfinished "
+	                      "or still in its grace window" },
 	{ EXIT_USAGE, "usage or configuration error: unknown command or option, a missing "
 	              "or unreadable input file, the configuration or a secret reference "
 	              "(unset, missing, unsafe or empty), a plugin that does not load" },

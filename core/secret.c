@@ -79,6 +79,10 @@ static int resolve_env(char **out, size_t *out_len, const char *name,
 		return fv__error_set(FV_ERR_SECRET,
 			"%s: environment variable %s is not set; export it or use another reference ("
 			REFERENCE_FORMS ")", purpose, name);
+	if (!*value) /* an export gone wrong, not a secret */
+		return fv__error_set(FV_ERR_SECRET,
+			"%s: environment variable %s is set but empty; export the secret in it",
+			purpose, name);
 	*out_len = strlen(value);
 	*out = secret_dup(value, *out_len);
 	return *out ? FV_OK : fv__error_nomem();

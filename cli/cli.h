@@ -66,6 +66,8 @@ int cli_usage(const struct cli *cli, const char *fmt, ...)
 /* Write a JSON document (json-c object) to stdout with a newline; frees it. */
 struct json_object;
 void cli_print_json(struct json_object *doc);
+/* Whether cli_print_json has printed a document. */
+int cli_json_printed(void);
 
 /* Commands: each cli/cmd_<name>.c defines its own entry, help included;
  * common.c lists them in the order `flowvault --help` shows. */
@@ -79,6 +81,7 @@ extern const struct cli_command cli_cmd_flow;
 extern const struct cli_command cli_cmd_serve;
 extern const struct cli_command cli_cmd_rotate;
 extern const struct cli_command cli_cmd_doctor;
+extern const struct cli_command cli_cmd_init;
 extern const struct cli_command cli_cmd_help;     /* main.c */
 extern const struct cli_command cli_cmd_version;  /* main.c */
 

@@ -90,7 +90,7 @@ int cli_open_context(struct cli *cli, fv_context **out, unsigned int flags)
 const struct cli_command *const cli_commands[] = {
 	&cli_cmd_plugins, &cli_cmd_keys, &cli_cmd_generate, &cli_cmd_pubkey,
 	&cli_cmd_register, &cli_cmd_status, &cli_cmd_rotate, &cli_cmd_doctor,
-	&cli_cmd_flow, &cli_cmd_serve, &cli_cmd_help, &cli_cmd_version,
+	&cli_cmd_flow, &cli_cmd_serve, &cli_cmd_init, &cli_cmd_help, &cli_cmd_version,
 	NULL
 };
 
@@ -456,8 +456,16 @@ int cli_usage(const struct cli *cli, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+static int json_printed;
+
+int cli_json_printed(void)
+{
+	return json_printed;
+}
+
 void cli_print_json(struct json_object *doc)
 {
+	json_printed = 1;
 	puts(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
 	                                             JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(doc);

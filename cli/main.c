@@ -215,6 +215,15 @@ int main(int argc, char **argv)
 	if ((rc = cli_check_options(&cli, cmd, argc - 1, argv + 1)) != EXIT_OK)
 		return rc;
 	rc = cmd->run(&cli, argc - 1, argv + 1);
+	/* A command with nothing else to say (serve) still answers --json. */
+	if (cli.json && !cli_json_printed()) {
+		json_object *doc = json_object_new_object();
+
+		json_object_object_add(doc, "command", json_object_new_string(cmd->name));
+		json_object_object_add(doc, "ok", json_object_new_boolean(rc == EXIT_OK));
+		json_object_object_add(doc, "exit_code", json_object_new_int(rc));
+		cli_print_json(doc);
+	}
 	/* stdout carries the result (PEM, JSON, Flows body): a full disk or a
 	 * closed descriptor must not pass for success. */
 	if ((fflush(stdout) != 0 || ferror(stdout)) && rc == EXIT_OK)

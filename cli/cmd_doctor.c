@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -245,9 +246,10 @@ static const char *graph_fix(const fv_graph_result *r)
 	}
 }
 
-/* The phone numbers of key `name`: configured ones and its WABA's. */
-static int targets_of(char ***out, size_t *count, fv_context *ctx, fv_graph *graph,
-                      const char *name)
+/* The phone numbers of key `name`: configured ones first (*configured of
+ * them), then its WABA's. */
+static int targets_of(char ***out, size_t *count, size_t *configured, fv_context *ctx,
+                      fv_graph *graph, const char *name)
 {
 	size_t n = fv_context_key_phone_count(ctx, name), i, w = 0;
 	const char *waba = fv_context_key_waba(ctx, name);
@@ -263,6 +265,7 @@ static int targets_of(char ***out, size_t *count, fv_context *ctx, fv_graph *gra
 	fv_graph_ids_free(waba_ids);
 	*out = ids;
 	*count = ids ? n + w : 0;
+	*configured = n;
 	return ids ? 0 : -1;
 }
 
@@ -279,11 +282,49 @@ static int in_serve(fv_context *ctx, const struct key_state *keys, size_t nkeys,
 	return 0;
 }
 
+/* One number's verdict: ok, or a failure with its own fix. */
+static void check_number(struct doctor *d, fv_context *ctx, const struct key_state *keys,
+                         size_t n, const struct key_state *k, const fv_graph_result *r,
+                         const char *waba)
+{
+	char subject[256], msg[512];
+	json_object *o;
+
+	snprintf(subject, sizeof(subject), "%s on %s", k->name, r->phone_number_id);
+	if (r->status == FV_ERR_GRAPH) {
+		o = item(d, CHECK_FAIL, EXIT_GRAPH, "number", subject, r->message, graph_fix(r));
+	} else if (r->status != FV_OK) {
+		o = item(d, CHECK_FAIL, EXIT_MISMATCH, "number", subject, r->message,
+		         !r->registered ? "run flowvault register KEY (or finish the rotation "
+		                          "that moves it)"
+		         : !r->matches_local ? "run flowvault register KEY to replace the key "
+		                               "registered there"
+		         : "check the number's WABA in WhatsApp Manager, then run flowvault "
+		           "register KEY again");
+	} else if (fv_context_has_serve(ctx) && !in_serve(ctx, keys, n, r->remote_fingerprint)) {
+		o = item(d, CHECK_FAIL, EXIT_MISMATCH, "number", subject,
+		         "holds a key that serve.keys does not list: flowvault serve would "
+		         "answer its requests with 421",
+		         "add the key to serve.keys (and restart serve)");
+	} else {
+		snprintf(msg, sizeof(msg), "registered, VALID%s",
+		         fv_context_has_serve(ctx) ? ", served" : "");
+		d->detail = waba != NULL; /* a WABA's numbers are summed up below */
+		o = item(d, CHECK_OK, 0, "number", subject, msg, NULL);
+	}
+	json_object_object_add(o, "key", json_object_new_string(k->name));
+	json_object_object_add(o, "phone_number_id", json_object_new_string(r->phone_number_id));
+	json_object_object_add(o, "waba_id", waba ? json_object_new_string(waba) : NULL);
+	json_object_object_add(o, "fingerprint_sha256",
+	                       r->remote_fingerprint[0] ? json_object_new_string(r->remote_fingerprint)
+	                                                : NULL);
+}
+
 static void check_graph(struct doctor *d, fv_context *ctx, struct key_state *keys, size_t n)
 {
 	fv_graph *graph = NULL;
 	size_t i, j, any = 0;
-	int token_checked = 0;
+	int token_checked = 0, token_refused = 0;
 
 	for (i = 0; i < n; i++)
 		any += fv_context_key_phone_count(ctx, keys[i].name) +
@@ -303,18 +344,28 @@ static void check_graph(struct doctor *d, fv_context *ctx, struct key_state *key
 		      "file:PATH) and holds a system-user token");
 		return;
 	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && !token_refused; i++) {
+		const char *waba = fv_context_key_waba(ctx, keys[i].name);
 		fv_graph_result *res = NULL;
 		char **ids = NULL, subject[256], msg[512];
-		size_t count = 0;
+		size_t count = 0, configured = 0, waba_ok = 0, waba_failed = 0;
 
-		if (!fv_context_key_phone_count(ctx, keys[i].name) &&
-		    !fv_context_key_waba(ctx, keys[i].name))
+		if (!fv_context_key_phone_count(ctx, keys[i].name) && !waba)
 			continue;
-		if (targets_of(&ids, &count, ctx, graph, keys[i].name) != 0) {
+		if (targets_of(&ids, &count, &configured, ctx, graph, keys[i].name) != 0) {
+			/* The client stops at a refused token (190): so do the checks. */
+			token_refused = strstr(fv_error_last()->message, "Graph API error 190 ") != NULL;
 			failf(d, fv_error_last()->status, "graph", keys[i].name,
-			      "check the key's waba_id and the token's access to that WABA");
+			      token_refused ? "the access token is expired or invalid: create a new "
+			                      "system-user token and update the secret "
+			                      "graph.access_token refers to"
+			                    : "check the key's waba_id and the token's access to that "
+			                      "WABA");
 			token_checked = 1;
+			if (token_refused)
+				item(d, CHECK_SKIP, 0, "number", NULL,
+				     "not checked: the access token was refused (see the graph check)",
+				     NULL);
 			continue;
 		}
 		if (!keys[i].ok) {
@@ -325,35 +376,48 @@ static void check_graph(struct doctor *d, fv_context *ctx, struct key_state *key
 		}
 		fv_graph_check(&res, graph, keys[i].key, (const char *const *)ids, count,
 		               FV_GRAPH_STATUS);
-		for (j = 0; res && j < count; j++) {
-			snprintf(subject, sizeof(subject), "%s on %s", keys[i].name, ids[j]);
+		for (j = 0; res && j < count && !token_refused; j++) {
 			if (!token_checked) {
 				token_checked = 1;
-				if (res[j].status == FV_ERR_GRAPH) {
+				if (res[j].status == FV_ERR_GRAPH)
 					item(d, CHECK_FAIL, EXIT_GRAPH, "graph", fv_graph_endpoint(graph),
 					     res[j].message, graph_fix(&res[j]));
-				} else {
+				else
 					item(d, CHECK_OK, 0, "graph", fv_graph_endpoint(graph),
 					     "the access token works", NULL);
-				}
 			}
-			if (res[j].status == FV_ERR_GRAPH) {
-				item(d, CHECK_FAIL, EXIT_GRAPH, "number", subject, res[j].message,
-				     graph_fix(&res[j]));
-			} else if (res[j].status != FV_OK) {
-				item(d, CHECK_FAIL, EXIT_MISMATCH, "number", subject, res[j].message,
-				     "run flowvault register KEY (or finish the rotation that moves it)");
-			} else if (fv_context_has_serve(ctx) &&
-			           !in_serve(ctx, keys, n, res[j].remote_fingerprint)) {
-				item(d, CHECK_FAIL, EXIT_MISMATCH, "number", subject,
-				     "holds a key that serve.keys does not list: flowvault serve would "
-				     "answer its requests with 421",
-				     "add the key to serve.keys (and restart serve)");
-			} else {
-				snprintf(msg, sizeof(msg), "registered, VALID%s",
-				         fv_context_has_serve(ctx) ? ", served" : "");
-				item(d, CHECK_OK, 0, "number", subject, msg, NULL);
+			if (res[j].status == FV_ERR_GRAPH && res[j].error_code == 190) {
+				/* Every other number would say the same. */
+				token_refused = 1;
+				item(d, CHECK_SKIP, 0, "number", NULL,
+				     "not checked: the access token was refused (see the graph check)",
+				     NULL);
+				break;
 			}
+			check_number(d, ctx, keys, n, &keys[i], &res[j], j < configured ? NULL : waba);
+			if (j >= configured) {
+				if (res[j].status == FV_OK && !(fv_context_has_serve(ctx) &&
+				    !in_serve(ctx, keys, n, res[j].remote_fingerprint)))
+					waba_ok++;
+				else
+					waba_failed++;
+			}
+		}
+		if (res && waba && !token_refused) {
+			json_object *o;
+
+			snprintf(subject, sizeof(subject), "%s on WABA %s", keys[i].name, waba);
+			snprintf(msg, sizeof(msg), "%zu of %zu numbers registered, VALID%s%s", waba_ok,
+			         count - configured, fv_context_has_serve(ctx) ? ", served" : "",
+			         waba_failed ? " (the others are listed above)"
+			                     : d->cli->verbose ? "" : " (-v lists them)");
+			o = item(d, waba_failed ? CHECK_WARN : CHECK_OK, 0, "waba", subject, msg,
+			         waba_failed ? "see the failed numbers above" : NULL);
+			json_object_object_add(o, "key", json_object_new_string(keys[i].name));
+			json_object_object_add(o, "waba_id", json_object_new_string(waba));
+			json_object_object_add(o, "numbers",
+			                       json_object_new_int64((int64_t)(count - configured)));
+			json_object_object_add(o, "numbers_ok", json_object_new_int64((int64_t)waba_ok));
 		}
 		if (!res)
 			failf(d, fv_error_last()->status, "number", keys[i].name,
@@ -451,10 +515,26 @@ static void check_rotation(struct doctor *d, fv_context *ctx)
 	if (state == FV_ROTATION_NONE || state == FV_ROTATION_FINISHED) {
 		item(d, CHECK_OK, 0, "rotation", NULL, "none in progress", NULL);
 	} else if (state == FV_ROTATION_SWITCHED) {
-		snprintf(msg, sizeof(msg), "%s -> %s switched; the previous key is still served",
-		         fv_rotation_key(r), fv_rotation_new_key(r));
-		item(d, CHECK_WARN, 0, "rotation", NULL, msg,
-		     "after the grace window: flowvault rotate --finish NEW");
+		char when[64] = "", until[64] = "", fix[512];
+		time_t at = (time_t)fv_rotation_switched_at(r);
+		time_t end = at + (time_t)fv_rotation_grace_seconds(r);
+		struct tm tm;
+
+		if (at && gmtime_r(&at, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
+		if (at && gmtime_r(&end, &tm))
+			strftime(until, sizeof(until), "%Y-%m-%d %H:%M UTC", &tm);
+		/* serve reads serve.keys when it starts: one started before the
+		 * switch does not have the new key yet. */
+		snprintf(msg, sizeof(msg), "%s -> %s switched%s%s: serve.keys lists both, and the "
+		         "numbers hold %s; a flowvault serve started before the switch still lacks "
+		         "%s and waits for a restart", fv_rotation_key(r), fv_rotation_new_key(r),
+		         when[0] ? " at " : "", when, fv_rotation_new_key(r), fv_rotation_new_key(r));
+		snprintf(fix, sizeof(fix), "restart flowvault serve if it runs since before the "
+		         "switch (systemctl restart flowvault); after the grace window%s%s: "
+		         "flowvault rotate --finish %s", until[0] ? ", from " : "", until,
+		         fv_rotation_new_key(r));
+		item(d, CHECK_WARN, 0, "rotation", NULL, msg, fix);
 	} else {
 		snprintf(msg, sizeof(msg), "%s -> %s stopped at step \"%s\" (%zu of %zu numbers moved)",
 		         fv_rotation_key(r), fv_rotation_new_key(r), fv_rotation_state_name(state),

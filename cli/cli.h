@@ -91,10 +91,10 @@ int cli_unknown_command(const struct cli *cli, const char *name);
 /* The exit-code table, as `--help` lists it and as JSON [{"code", "meaning"}]. */
 void cli_print_exit_codes(FILE *out);
 struct json_object *cli_exit_codes_json(void);
-/* Where document `name` (e.g. "README.md", "examples/config.json") is: under
- * <prefix>/share/doc/flowvault when running from an installed tree and it is
- * there, else "NAME in the flowvault sources". Static storage. */
-const char *cli_doc_path(const char *name);
+/* Where document `name` (e.g. "README.md") is: <prefix>/share/doc/flowvault/NAME
+ * when running from an installed tree and it is there, else "IN_SOURCES in
+ * the flowvault sources". Static storage, valid until the next call. */
+const char *cli_doc_path(const char *name, const char *in_sources);
 
 /* All commands, NULL-terminated, and one by name (NULL if unknown). */
 extern const struct cli_command *const cli_commands[];

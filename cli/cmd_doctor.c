@@ -79,9 +79,13 @@ static void failf(struct doctor *d, int status, const char *check, const char *s
 
 static int check_config(struct doctor *d, fv_context **ctx)
 {
+	char fix_buf[4400];
 	const char *fix;
 	int rc = fv_context_open(ctx, d->cli->config_path, 0);
 
+	snprintf(fix_buf, sizeof(fix_buf), "write a starter one with flowvault init (the "
+	         "example: %s), or pass --config FILE",
+	         cli_doc_path("flowvault.example.json", "config/flowvault.example.json"));
 	if (rc == FV_OK) {
 		item(d, CHECK_OK, 0, "config", fv_context_config_path(*ctx),
 		     "valid JSON, known fields, safe ownership and mode", NULL);
@@ -93,7 +97,7 @@ static int check_config(struct doctor *d, fv_context **ctx)
 	else if (strstr(fv_error_last()->message, "not valid JSON"))
 		fix = "correct the JSON at the line shown";
 	else if (strstr(fv_error_last()->message, "no configuration found"))
-		fix = "create one (see config/flowvault.example.json) or pass --config FILE";
+		fix = fix_buf;
 	else
 		fix = "correct the field the message names; flowvault.json(5) lists every field";
 	failf(d, rc, "config", d->cli->config_path, fix);

@@ -156,7 +156,7 @@ json_object *cli_exit_codes_json(void)
 
 /* ---- Where the documentation is ---- */
 
-const char *cli_doc_path(const char *name)
+const char *cli_doc_path(const char *name, const char *in_sources)
 {
 	static char path[4200];
 	char exe[4096];
@@ -175,7 +175,7 @@ const char *cli_doc_path(const char *name)
 				return path;
 		}
 	}
-	snprintf(path, sizeof(path), "%s in the flowvault sources", name);
+	snprintf(path, sizeof(path), "%s in the flowvault sources", in_sources);
 	return path;
 }
 

@@ -50,7 +50,7 @@ static void print_help(const struct cli *cli)
 	       "  FLOWVAULT_CONFIG       configuration file\n"
 	       "  FLOWVAULT_PLUGIN_PATH  extra plugin directories, ':'-separated\n"
 	       "  XDG_CONFIG_HOME        where to look for flowvault/config.json\n"
-	       "\nMore: flowvault(1), flowvault.json(5); %s\n", cli_doc_path("README.md"));
+	       "\nMore: flowvault(1), flowvault.json(5); %s\n", cli_doc_path("README.md", "README.md"));
 }
 
 /* Remove global options from argv wherever they are (up to "--"); return the

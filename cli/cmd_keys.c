@@ -70,6 +70,28 @@ static void key_rows(cli_table *t, fv_context *ctx, const struct cli_key_report 
 		cli_table_note(t, "%s%s", r->state == CLI_KEY_REFUSED ? "refused: " : "", r->message);
 }
 
+/* keys --names: the configured names, opening nothing (for completion). */
+static int print_names(const struct cli *cli, fv_context *ctx)
+{
+	size_t i, n = fv_context_key_count(ctx);
+
+	if (cli->json) {
+		json_object *a = json_object_new_array(), *doc = json_object_new_object();
+
+		for (i = 0; i < n; i++)
+			json_object_array_add(a, json_object_new_string(fv_context_key_name(ctx, i)));
+		json_object_object_add(doc, "config",
+		                       json_object_new_string(fv_context_config_path(ctx)));
+		json_object_object_add(doc, "names", a);
+		cli_print_json(doc);
+	} else {
+		for (i = 0; i < n; i++)
+			printf("%s\n", fv_context_key_name(ctx, i));
+	}
+	fv_context_free(ctx);
+	return EXIT_OK;
+}
+
 static int run_keys(struct cli *cli, int argc, char **argv)
 {
 	static const char *const header[] = { "NAME", "PROVIDER", "STATE",
@@ -80,11 +102,13 @@ static int run_keys(struct cli *cli, int argc, char **argv)
 	size_t i, n;
 	int rc, worst = EXIT_OK;
 
-	if (argc > 1)
-		return cli_usage(cli, "unexpected argument '%s'", argv[1]);
+	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--names") != 0))
+		return cli_usage(cli, "unexpected argument '%s'", argv[argc - 1]);
 	if ((rc = cli_open_context(cli, &ctx, 0)) != EXIT_OK)
 		return rc;
 	n = fv_context_key_count(ctx);
+	if (argc == 2)
+		return print_names(cli, ctx);
 	if (cli->json) {
 		array = json_object_new_array();
 	} else if (n) {
@@ -121,7 +145,7 @@ static int run_keys(struct cli *cli, int argc, char **argv)
 
 const struct cli_command cli_cmd_keys = {
 	.name = "keys",
-	.synopsis = "keys",
+	.synopsis = "keys [--names]",
 	.summary = "list configured keys: provider, state, fingerprint, warnings",
 	.help =
 		"Opens every key in the configuration through its plugin and prints its\n"
@@ -140,6 +164,10 @@ const struct cli_command cli_cmd_keys = {
 		"\"refused\"}], \"require_non_extractable\", \"info\", \"error\", \"phone_numbers\",\n"
 		"\"waba_id\"}]}; flowvault(1) describes each member.\n"
 		"Exits 0 only when every key is ok; otherwise with the first failure's code\n"
-		"(3 for a refused key).\n",
+		"(3 for a refused key).\n"
+		"\n"
+		"Options:\n"
+		"  --names  only the configured names, one a line, opening no key; as JSON\n"
+		"           {\"config\", \"names\"}\n",
 	.run = run_keys,
 };

@@ -96,10 +96,10 @@ const struct cli_command *const cli_commands[] = {
 
 int cli_unknown_command(const struct cli *cli, const char *name)
 {
-	const char *names[32], *hint;
+	const char *names[sizeof(cli_commands) / sizeof(cli_commands[0])], *hint;
 	size_t n;
 
-	for (n = 0; cli_commands[n] && n < sizeof(names) / sizeof(names[0]); n++)
+	for (n = 0; cli_commands[n]; n++)
 		names[n] = cli_commands[n]->name;
 	hint = cli_suggest(name, names, n);
 	if (hint)

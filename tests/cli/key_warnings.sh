@@ -88,3 +88,19 @@ expect_out_has "fix: list the Meta app secret in serve.app_secrets"
 run "$FV" --config "$T/unsigned.json" --json doctor
 jq_true 'any(.checks[]; .check == "serve" and .subject == "serve.allow_unsigned" and .status == "warn")' "allow_unsigned"
 pass "doctor warns when serve.allow_unsigned is true"
+
+# Tables size their columns to the content; on a terminal a wide last
+# column is cut with an ellipsis, into a pipe never.
+jq '.keys["a-key-name-longer-than-any-column-width"] = .keys.clean' "$T/config.json" >"$T/long.json"
+chmod 600 "$T/long.json"
+run "$FV" --config "$T/long.json" keys
+awk 'NR == 1 { want = index($0, "STATE") } /^[a-z]/ { if (index($0, $3) != want) bad = 1 }
+	END { exit bad || !want }' <<<"$OUT" || fail "the STATE column is not aligned: $OUT"
+grep -qE '^a-key-name-longer-than-any-column-width +described +ok +[0-9a-f]{64}$' <<<"$OUT" ||
+	fail "a long name's row is cut or misaligned: $OUT"
+if command -v script >/dev/null; then
+	run script -qec "stty cols 80; '$FV' --config '$T/long.json' keys" /dev/null </dev/null
+	grep -q '…' <<<"$OUT" || fail "no ellipsis on an 80-column terminal: $OUT"
+	! grep -qE '[0-9a-f]{64}' <<<"$OUT" || fail "a full fingerprint on an 80-column terminal: $OUT"
+fi
+pass "tables: columns as wide as their content; cut with an ellipsis on a terminal only"

@@ -95,6 +95,8 @@ struct json_object *cli_exit_codes_json(void);
  * when running from an installed tree and it is there, else "IN_SOURCES in
  * the flowvault sources". Static storage, valid until the next call. */
 const char *cli_doc_path(const char *name, const char *in_sources);
+/* `flow media-decrypt` (cmd_media.c); argv starts at "media-decrypt". */
+int cli_flow_media_decrypt(struct cli *cli, int argc, char **argv);
 
 /* All commands, NULL-terminated, and one by name (NULL if unknown). */
 extern const struct cli_command *const cli_commands[];

@@ -174,19 +174,22 @@ static int run_flow(struct cli *cli, int argc, char **argv)
 	int c, rc, decrypt;
 
 	if (argc < 2)
-		return cli_usage(cli, "missing decrypt or encrypt");
+		return cli_usage(cli, "missing decrypt, encrypt or media-decrypt");
 	action = argv[1];
+	if (strcmp(action, "media-decrypt") == 0)
+		return cli_flow_media_decrypt(cli, argc - 1, argv + 1);
 	if (strcmp(action, "decrypt") == 0)
 		decrypt = 1;
 	else if (strcmp(action, "encrypt") == 0)
 		decrypt = 0;
 	else {
-		static const char *const actions[] = { "decrypt", "encrypt" };
-		const char *hint = cli_suggest(action, actions, 2);
+		static const char *const actions[] = { "decrypt", "encrypt", "media-decrypt" };
+		const char *hint = cli_suggest(action, actions, 3);
 
 		if (hint)
 			return cli_usage(cli, "unknown action '%s'; did you mean '%s'?", action, hint);
-		return cli_usage(cli, "unknown action '%s' (decrypt or encrypt)", action);
+		return cli_usage(cli, "unknown action '%s' (decrypt, encrypt or media-decrypt)",
+		                 action);
 	}
 	argc--;
 	argv++;
@@ -222,7 +225,8 @@ static int run_flow(struct cli *cli, int argc, char **argv)
 
 const struct cli_command cli_cmd_flow = {
 	.name = "flow",
-	.synopsis = "flow decrypt KEY [--in FILE] | flow encrypt KEY --request FILE --response FILE",
+	.synopsis = "flow decrypt KEY [--in FILE] | flow encrypt KEY --request FILE --response FILE"
+	            " | flow media-decrypt --media FILE (--in FILE | --fetch) --out FILE",
 	.summary = "decrypt a Flows request or encrypt its response with KEY",
 	.help =
 		"WhatsApp Flows data-exchange crypto, for debugging and scripts; the private\n"
@@ -236,8 +240,24 @@ const struct cli_command cli_cmd_flow = {
 		"      encrypts the clear JSON in --response (exactly its bytes) and prints\n"
 		"      the response body: base64(AES-128-GCM cipher text and tag) under the\n"
 		"      inverted IV. With --json: {\"key\", \"body\"}.\n\n"
+		"  flow media-decrypt --media OBJECT --in CDN_FILE --out FILE\n"
+		"  flow media-decrypt --media OBJECT --fetch [--ca-file FILE] --out FILE\n"
+		"      Verifies and decrypts one PhotoPicker/DocumentPicker upload: OBJECT is\n"
+		"      its JSON from the clear request ({\"media_id\", \"cdn_url\", \"file_name\",\n"
+		"      \"encryption_metadata\"}); the encrypted file comes from CDN_FILE or,\n"
+		"      with --fetch, from its cdn_url over verified HTTPS (WhatsApp CDN hosts\n"
+		"      only, no redirects). Checks SHA-256 of the file, its HMAC, the AES-256-CBC\n"
+		"      padding and SHA-256 of the clear file; writes the clear file to --out\n"
+		"      (mode 0600, never replacing a file) only when every check passed.\n"
+		"      With --json: {\"media_id\", \"file_name\", \"size\", \"sha256\"}.\n\n"
 		"Options:\n"
-		"  -i, --in FILE    request body to decrypt (default: standard input; - too)\n"
+		"  -i, --in FILE    request body to decrypt (default: standard input; - too);\n"
+		"                   for media-decrypt, the encrypted file from the CDN\n"
+		"  --media FILE     media object JSON (media-decrypt)\n"
+		"  -o, --out FILE   where to write the clear media file (media-decrypt)\n"
+		"  --fetch          download the media's cdn_url (media-decrypt)\n"
+		"  --ca-file FILE   CA bundle for --fetch instead of the system's\n"
+		"  --allow-host H   also download from host H (.H: and its subdomains)\n"
 		"  --request FILE   request body whose AES key encrypts the response\n"
 		"  --response FILE  clear response JSON to encrypt\n\n"
 		"Exit status 6 when the request cannot be decrypted (bad JSON or base64, wrong\n"

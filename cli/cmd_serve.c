@@ -16,7 +16,7 @@ static int run_serve(struct cli *cli, int argc, char **argv)
 	fv_context *ctx = NULL;
 	fv_server *server = NULL;
 	sigset_t stop_signals;
-	int c, rc, check_only = 0, sig = 0;
+	int c, rc, check_only = 0;
 
 	opterr = 0;
 	optind = 1;
@@ -49,19 +49,19 @@ static int run_serve(struct cli *cli, int argc, char **argv)
 		goto out;
 	}
 	if (check_only) {
+		if (fv_server_check(server) != FV_OK) {
+			rc = cli_fail(cli);
+			goto out;
+		}
 		if (!cli->quiet)
-			fprintf(stderr, "flowvault serve: configuration and keys are usable\n");
+			fprintf(stderr, "flowvault serve: configuration, keys and addresses are usable\n");
 		goto out;
 	}
-	if (fv_server_start(server) != FV_OK) {
+	/* Until SIGTERM or SIGINT; SIGHUP reloads the configuration. */
+	if (fv_server_run(server) != FV_OK) {
 		rc = cli_fail(cli);
 		goto out;
 	}
-	while (sigwait(&stop_signals, &sig) != 0 || sig == SIGHUP)
-		; /* SIGHUP: nothing to reload yet; keep serving rather than die */
-	fprintf(stderr, "flowvault serve: %s: finishing requests in flight\n",
-	        sig == SIGINT ? "SIGINT" : "SIGTERM");
-	fv_server_shutdown(server);
 	rc = EXIT_OK;
 out:
 	fv_server_free(server);
@@ -76,7 +76,7 @@ const struct cli_command cli_cmd_serve = {
 	.help =
 		"Answers WhatsApp Flows data-exchange requests with the keys named in the\n"
 		"configuration's \"serve\" section. Each POST to serve.path is checked\n"
-		"(X-Hub-Signature-256, when app secrets are configured), decrypted with the\n"
+		"(X-Hub-Signature-256 against serve.app_secrets), decrypted with the\n"
 		"first key that can, and then:\n"
 		"  - a ping is answered {\"data\":{\"status\":\"active\"}}, an error notification\n"
 		"    {\"data\":{\"acknowledged\":true}}, without calling upstream;\n"
@@ -85,16 +85,23 @@ const struct cli_command cli_cmd_serve = {
 		"HTTP status: 200 answered; 421 cannot decrypt (WhatsApp refreshes the public\n"
 		"key); 432 bad signature; 427 flow token expired (from upstream); 500 upstream\n"
 		"down, slow, or not configured, or a key backend failed; 413 body too large.\n"
-		"GET /healthz: 200 when every key can decrypt; GET /metrics: Prometheus text.\n"
+		"Anything else on the Flows listener gets 404. On serve.admin_listen\n"
+		"(default 127.0.0.1:9464): GET /healthz, 200 when every key can decrypt, and\n"
+		"GET /metrics, Prometheus text.\n"
 		"One log line per request on stderr (status, key, latencies; never clear data).\n"
 		"SIGTERM or SIGINT: stop accepting, finish requests in flight, exit 0.\n\n"
 		"Configuration (\"serve\" section; see docs/flows.md):\n"
 		"  keys                 key names, current first, then keys kept while rotating\n"
 		"  listen               HOST:PORT (default 127.0.0.1:8080)\n"
+		"  admin_listen         HOST:PORT for /healthz and /metrics (default\n"
+		"                       127.0.0.1:9464), or \"off\"\n"
 		"  path                 endpoint path (default /flows)\n"
 		"  cert, key            TLS certificate and key files (PEM); without them plain\n"
 		"                       HTTP, for use behind a TLS proxy\n"
-		"  app_secrets          up to two secret references (env:, file:, prompt)\n"
+		"  app_secrets          up to two secret references (env:, file:, prompt);\n"
+		"                       required unless allow_unsigned is true\n"
+		"  allow_unsigned       true: serve without checking signatures (tests only;\n"
+		"                       logged as a warning)\n"
 		"  upstream             http(s) URL of the business logic\n"
 		"  upstream_timeout_ms  default 8000, at most 9500 (WhatsApp waits 10 s)\n"
 		"  max_body_bytes       default 1048576\n"
@@ -102,6 +109,7 @@ const struct cli_command cli_cmd_serve = {
 		"  request_timeout_s    idle connection timeout, default 15\n"
 		"  threads              server threads, default 16\n\n"
 		"Options:\n"
-		"  --check  open the keys and resolve the secrets, then exit (0 when usable)\n",
+		"  --check  open the keys, resolve the secrets, bind and release the\n"
+		"           addresses, then exit (0 when serve could start)\n",
 	.run = run_serve,
 };

@@ -13,6 +13,8 @@
 #   share/doc/flowvault/flowvault.example.json
 #   share/doc/flowvault/flowvault.schema.json, README.md
 #   share/doc/flowvault/examples/plugin-skeleton/
+#   lib/systemd/system/flowvault-serve.{service,socket}
+#   lib/sysusers.d/flowvault.conf
 
 # ---- Man pages: docs/*.1, *.5, *.7, compressed as Debian expects ----
 
@@ -61,6 +63,22 @@ install(FILES ${PROJECT_SOURCE_DIR}/examples/plugin-skeleton/skeleton.c
               ${PROJECT_SOURCE_DIR}/examples/plugin-skeleton/README.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples/plugin-skeleton)
 
+# ---- systemd: flowvault-serve.service, .socket, the workers' user ----
+
+set(FLOWVAULT_BINDIR ${CMAKE_INSTALL_FULL_BINDIR})
+if(CPACK_PACKAGING_INSTALL_PREFIX OR CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  set(FLOWVAULT_BINDIR /usr/${CMAKE_INSTALL_BINDIR})
+endif()
+set(FLOWVAULT_SYSTEMD_UNITDIR lib/systemd/system CACHE STRING
+    "Where systemd units go, relative to the prefix")
+configure_file(${PROJECT_SOURCE_DIR}/dist/systemd/flowvault-serve.service.in
+               ${PROJECT_BINARY_DIR}/systemd/flowvault-serve.service @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/systemd/flowvault-serve.service
+              ${PROJECT_SOURCE_DIR}/dist/systemd/flowvault-serve.socket
+        DESTINATION ${FLOWVAULT_SYSTEMD_UNITDIR})
+install(FILES ${PROJECT_SOURCE_DIR}/dist/systemd/flowvault.sysusers
+        DESTINATION lib/sysusers.d RENAME flowvault.conf)
+
 # ---- Debian package: cpack -G DEB ----
 
 set(FLOWVAULT_PACKAGE_MAINTAINER "flowvault maintainers <flowvault@localhost>"
@@ -94,6 +112,8 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS_PRIVATE_DIRS ${PROJECT_BINARY_DIR}/lib)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "softhsm2, tpm2-tools, bash-completion")
+# postinst creates the flowvault user (serve.user's default).
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${PROJECT_SOURCE_DIR}/dist/debian/postinst)
 # A source package is not made by CPack here; keep build trees out anyway.
 set(CPACK_SOURCE_IGNORE_FILES "/build[^/]*/" "/\\.git/")
 

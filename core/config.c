@@ -126,6 +126,93 @@ static int valid_provider_name(const char *s)
 	return *s && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == strlen(s);
 }
 
+/* Key names travel in the X-Flowvault-Key header and in file names. */
+#define KEY_NAME_MAX 64
+#define KEY_NAME_CHARS \
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
+
+static int check_key_name(const char *name)
+{
+	char shown[KEY_NAME_MAX + 4];
+	size_t len = strlen(name), i;
+
+	if (len >= 1 && len <= KEY_NAME_MAX && strspn(name, KEY_NAME_CHARS) == len)
+		return FV_OK;
+	/* Shown without its control characters, cut at the limit. */
+	for (i = 0; i < len && i < KEY_NAME_MAX; i++)
+		shown[i] = (name[i] >= 0x20 && name[i] < 0x7f) ? name[i] : '?';
+	snprintf(shown + i, sizeof(shown) - i, "%s", len > KEY_NAME_MAX ? "..." : "");
+	return fv__error_set(FV_ERR_CONFIG,
+		"keys: '%s' is not a valid key name; use 1 to %d letters, digits, '.', '_' or '-' "
+		"(key names are sent in an HTTP header)", shown, KEY_NAME_MAX);
+}
+
+/*
+ * A relative file: secret reference is relative to the configuration
+ * file's directory (under systemd the working directory is /), like every
+ * other path in the configuration. The core's own secret fields are made
+ * absolute in the parsed document once, here, so that every reader gets the
+ * same answer; the member keeps serialising as written, so that rewriting
+ * the configuration (rotate) leaves the user's text alone.
+ */
+char *fv__config_secret_reference(const fv_context *ctx, const char *reference)
+{
+	char *path, *out;
+
+	if (!reference || strncmp(reference, "file:", 5) != 0 || reference[5] == '/' ||
+	    !reference[5] || !ctx || !ctx->config_path)
+		return strdup(reference ? reference : "");
+	if (!(path = fv__config_resolve_path(ctx, reference + 5)))
+		return NULL;
+	if (asprintf(&out, "file:%s", path) < 0)
+		out = NULL;
+	free(path);
+	return out;
+}
+
+static int normalise_secret_member(const fv_context *ctx, json_object *v)
+{
+	const char *as_written;
+	char *text, *absolute;
+
+	if (!json_object_is_type(v, json_type_string))
+		return FV_OK;
+	if (!(absolute = fv__config_secret_reference(ctx, json_object_get_string(v))))
+		return fv__error_nomem();
+	if (strcmp(absolute, json_object_get_string(v)) == 0) {
+		free(absolute);
+		return FV_OK;
+	}
+	as_written = json_object_to_json_string_ext(v, JSON_C_TO_STRING_NOSLASHESCAPE);
+	text = as_written ? strdup(as_written) : NULL;
+	if (!text || json_object_set_string(v, absolute) != 1) {
+		free(text);
+		free(absolute);
+		return fv__error_nomem();
+	}
+	free(absolute);
+	/* Kept by json_object_deep_copy, which copies this serializer's text. */
+	json_object_set_serializer(v, json_object_userdata_to_json_string, text,
+	                           json_object_free_userdata);
+	return FV_OK;
+}
+
+static int normalise_secret_references(fv_context *ctx)
+{
+	json_object *v;
+	size_t i;
+	int rc = FV_OK;
+
+	if (ctx->graph && json_object_object_get_ex(ctx->graph, "access_token", &v))
+		rc = normalise_secret_member(ctx, v);
+	if (rc == FV_OK && ctx->serve &&
+	    json_object_object_get_ex(ctx->serve, "app_secrets", &v) &&
+	    json_object_is_type(v, json_type_array))
+		for (i = 0; rc == FV_OK && i < json_object_array_length(v); i++)
+			rc = normalise_secret_member(ctx, json_object_array_get_idx(v, i));
+	return rc;
+}
+
 static int parse_key(struct fv_key_entry *key, const char *name, json_object *obj)
 {
 	char where[256], field_where[320];
@@ -210,7 +297,8 @@ static int parse_root(fv_context *ctx)
 		if (!ctx->keys)
 			return fv__error_nomem();
 		json_object_object_foreach(v, name2, entry) {
-			if ((rc = parse_key(&ctx->keys[i++], name2, entry)) != FV_OK)
+			if ((rc = check_key_name(name2)) != FV_OK ||
+			    (rc = parse_key(&ctx->keys[i++], name2, entry)) != FV_OK)
 				return rc;
 		}
 	}
@@ -225,10 +313,11 @@ static int parse_root(fv_context *ctx)
 			return rc;
 		ctx->serve = v;
 	}
-	return FV_OK;
+	return normalise_secret_references(ctx);
 }
 
-/* The first existing file of the documented search order. */
+/* The first existing file of the documented search order. Environment
+ * inputs are ignored in a set-user-ID or set-group-ID process. */
 static int find_config(char **out, const char *explicit_path, char *looked,
                        size_t looked_len)
 {
@@ -236,23 +325,17 @@ static int find_config(char **out, const char *explicit_path, char *looked,
 	const char *env;
 
 	looked[0] = '\0';
-	if (!explicit_path && (env = getenv("FLOWVAULT_CONFIG")) && *env)
+	if (!explicit_path && (env = secure_getenv("FLOWVAULT_CONFIG")) && *env)
 		explicit_path = env;
 	if (explicit_path) {
-		/* Absolute, so relative paths inside it resolve against its directory. */
-		*out = realpath(explicit_path, NULL);
-		if (!*out && errno == ENOENT) {
-			fv__error_set(FV_ERR_CONFIG, "configuration file '%s' does not exist",
-			              explicit_path);
-			return FV_ERR_CONFIG;
-		}
-		if (!*out)
-			*out = strdup(explicit_path);
+		/* Made absolute when opened (load_file), so that relative paths in
+		 * it resolve against its directory. */
+		*out = strdup(explicit_path);
 		return *out ? FV_OK : fv__error_nomem();
 	}
-	if ((env = getenv("XDG_CONFIG_HOME")) && *env)
+	if ((env = secure_getenv("XDG_CONFIG_HOME")) && *env)
 		snprintf(candidate, sizeof(candidate), "%s/flowvault/config.json", env);
-	else if ((env = getenv("HOME")) && *env)
+	else if ((env = secure_getenv("HOME")) && *env)
 		snprintf(candidate, sizeof(candidate), "%s/.config/flowvault/config.json", env);
 	else
 		candidate[0] = '\0';
@@ -285,13 +368,245 @@ static int only_space(const char *p, size_t len)
 	return 1;
 }
 
-/* Parse the JSON text of a configuration into ctx->root. */
+/*
+ * What json-c does not refuse. Duplicate members: json-c keeps the last of
+ * two members of the same name silently, so that a second "serve" object
+ * could drop settings of the first. And what its strict mode (0.16) still
+ * accepts: member names in single quotes, NaN and Infinity, "1.", control
+ * characters inside strings. This runs only on text json-c has accepted,
+ * so it only has to follow strings and nesting; member names with escapes
+ * are decoded by json-c, as in the parsed document.
+ */
+#define SCAN_DEPTH_MAX JSON_TOKENER_DEFAULT_DEPTH
+
+struct scan_member {
+	char *name;
+	size_t line;
+};
+
+struct scan_frame {
+	int is_object;
+	int expect_name;                 /* object: a member name comes next */
+	size_t index;                    /* array: the current element */
+	size_t path_len;                 /* length of this container's path */
+	struct scan_member *members;     /* object: names so far */
+	size_t count, cap;
+};
+
+static int compare_members(const void *a, const void *b)
+{
+	const struct scan_member *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	if (c)
+		return c;
+	return x->line < y->line ? -1 : x->line > y->line;
+}
+
+/* The member name of the string token text[start..end] (quotes included). */
+static char *member_name(const char *text, size_t start, size_t end)
+{
+	json_object *decoded;
+	char *name, *token;
+
+	if (!memchr(text + start + 1, '\\', end - start - 1))
+		return strndup(text + start + 1, end - start - 1);
+	if (!(token = strndup(text + start, end - start + 1)))
+		return NULL;
+	decoded = json_tokener_parse(token);
+	free(token);
+	name = json_object_is_type(decoded, json_type_string)
+	               ? strdup(json_object_get_string(decoded))
+	               : NULL;
+	json_object_put(decoded);
+	return name;
+}
+
+static int add_member(struct scan_frame *f, char *name, size_t line)
+{
+	if (f->count == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 8;
+		struct scan_member *grown = realloc(f->members, cap * sizeof(*grown));
+
+		if (!grown)
+			return -1;
+		f->members = grown;
+		f->cap = cap;
+	}
+	f->members[f->count].name = name;
+	f->members[f->count].line = line;
+	f->count++;
+	return 0;
+}
+
+/* On closing an object: its members sorted by name, then line. */
+static int frame_check(const fv_context *ctx, struct scan_frame *f, const char *path)
+{
+	size_t i;
+
+	if (f->count > 1)
+		qsort(f->members, f->count, sizeof(*f->members), compare_members);
+	for (i = 1; i < f->count; i++)
+		if (strcmp(f->members[i - 1].name, f->members[i].name) == 0)
+			return fv__error_set(FV_ERR_CONFIG,
+				"%s: %s%s%s: duplicate member (first at line %zu, again at line %zu); "
+				"keep only one", ctx->config_path, path, *path ? "." : "",
+				f->members[i].name, f->members[i - 1].line, f->members[i].line);
+	return FV_OK;
+}
+
+static void frame_clear(struct scan_frame *f)
+{
+	size_t i;
+
+	for (i = 0; i < f->count; i++)
+		free(f->members[i].name);
+	free(f->members);
+	memset(f, 0, sizeof(*f));
+}
+
+/* Append the name of the value about to open inside `parent` to `path`. */
+static void path_push(char *path, size_t size, const struct scan_frame *parent)
+{
+	size_t used = strlen(path);
+
+	if (!parent || used >= size - 1)
+		return;
+	if (parent->is_object && parent->count)
+		snprintf(path + used, size - used, "%s%s", used ? "." : "",
+		         parent->members[parent->count - 1].name);
+	else if (!parent->is_object)
+		snprintf(path + used, size - used, "[%zu]", parent->index);
+}
+
+static int not_strict(const fv_context *ctx, size_t line, const char *what)
+{
+	return fv__error_set(FV_ERR_CONFIG,
+		"%s:%zu: not valid JSON: %s (the configuration is strict JSON)",
+		ctx->config_path, line, what);
+}
+
+static int check_strict(const fv_context *ctx, const char *text, size_t len)
+{
+	struct scan_frame frames[SCAN_DEPTH_MAX + 1];
+	char path[512] = "";
+	size_t i, j, line = 1;
+	int depth = 0, rc = FV_OK;
+
+	memset(frames, 0, sizeof(frames));
+	for (i = 0; i < len && rc == FV_OK; i++) {
+		struct scan_frame *top = depth ? &frames[depth - 1] : NULL;
+		char c = text[i];
+
+		switch (c) {
+		case '\n':
+			line++;
+			break;
+		case '"':
+			for (j = i + 1; j < len && text[j] != '"'; j++) {
+				if ((unsigned char)text[j] < 0x20)
+					break;
+				if (text[j] == '\\')
+					j++;
+			}
+			if (j < len && text[j] != '"') {
+				rc = not_strict(ctx, line, "a control character in a string (write it as an escape)");
+				break;
+			}
+			if (j >= len)
+				goto out; /* json-c accepted it: cannot happen */
+			if (top && top->is_object && top->expect_name) {
+				char *name = member_name(text, i, j);
+
+				if (!name || add_member(top, name, line) != 0) {
+					free(name);
+					rc = fv__error_nomem();
+					break;
+				}
+				top->expect_name = 0;
+			}
+			i = j;
+			break;
+		case ',':
+			if (top && top->is_object)
+				top->expect_name = 1;
+			else if (top)
+				top->index++;
+			break;
+		case '{':
+		case '[':
+			if (depth > SCAN_DEPTH_MAX - 1) {
+				rc = fv__error_set(FV_ERR_CONFIG, "%s:%zu: nested too deeply",
+				                   ctx->config_path, line);
+				break;
+			}
+			path_push(path, sizeof(path), top);
+			top = &frames[depth++];
+			top->is_object = c == '{';
+			top->expect_name = top->is_object;
+			top->path_len = strlen(path);
+			break;
+		case '}':
+		case ']':
+			if (!top)
+				goto out;
+			if (top->is_object)
+				rc = frame_check(ctx, top, path);
+			frame_clear(top);
+			depth--;
+			path[depth ? frames[depth - 1].path_len : 0] = '\0';
+			break;
+		/* Outside strings, what json-c's strict mode still accepts. */
+		case '\'':
+			rc = not_strict(ctx, line, "a member name in single quotes");
+			break;
+		case 'N':
+		case 'I':
+			rc = not_strict(ctx, line, "NaN and Infinity are not JSON numbers");
+			break;
+		case '.':
+			if (i + 1 >= len || text[i + 1] < '0' || text[i + 1] > '9')
+				rc = not_strict(ctx, line, "a number ends in '.'");
+			break;
+		default:
+			break;
+		}
+	}
+out:
+	while (depth > 0)
+		frame_clear(&frames[--depth]);
+	return rc;
+}
+
+/* A hint for what strict JSON refuses and json-c's lenient mode accepted. */
+static const char *strict_hint(const char *text, size_t len, size_t offset)
+{
+	size_t i;
+
+	if (offset < len && text[offset] == '/')
+		return " (comments are not allowed: the configuration is strict JSON)";
+	if (offset < len && (text[offset] == '}' || text[offset] == ']')) {
+		for (i = offset; i > 0; i--) {
+			char c = text[i - 1];
+
+			if (c == ',')
+				return " (a trailing comma is not allowed: the configuration is strict JSON)";
+			if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
+				break;
+		}
+	}
+	return "";
+}
+
+/* Parse the JSON text of a configuration into ctx->root: strict JSON (no
+ * comments, trailing commas, single quotes or other extensions; UTF-8), one
+ * document, no duplicate member names. */
 static int parse_text(fv_context *ctx, const char *text, size_t len)
 {
 	struct json_tokener *tok;
 	enum json_tokener_error jerr;
 	size_t line = 1, i, offset;
-	const char *what;
+	const char *what, *hint = "";
 	int rc = FV_OK;
 
 	if (len > CONFIG_MAX_BYTES)
@@ -300,6 +615,7 @@ static int parse_text(fv_context *ctx, const char *text, size_t len)
 	tok = json_tokener_new();
 	if (!tok)
 		return fv__error_nomem();
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	ctx->root = json_tokener_parse_ex(tok, text, (int)len);
 	jerr = json_tokener_get_error(tok);
 	offset = json_tokener_get_parse_end(tok);
@@ -307,38 +623,57 @@ static int parse_text(fv_context *ctx, const char *text, size_t len)
 	if (ctx->root && jerr == json_tokener_success && offset <= len &&
 	    only_space(text + offset, len - offset)) {
 		json_tokener_free(tok);
-		return FV_OK;
+		if ((rc = check_strict(ctx, text, len)) != FV_OK) {
+			json_object_put(ctx->root);
+			ctx->root = NULL;
+		}
+		return rc;
 	}
 	for (i = 0; i < offset && i < len; i++)
 		if (text[i] == '\n')
 			line++;
-	if (jerr == json_tokener_continue || (!ctx->root && jerr == json_tokener_success))
+	if (jerr == json_tokener_continue || (!ctx->root && jerr == json_tokener_success)) {
 		what = "unexpected end of file";
-	else if (jerr != json_tokener_success)
+	} else if (jerr != json_tokener_success) {
 		what = json_tokener_error_desc(jerr);
-	else
+		hint = strict_hint(text, len, offset);
+	} else {
 		what = "text after the end of the document";
-	rc = fv__error_set(FV_ERR_CONFIG, "%s:%zu: not valid JSON: %s", ctx->config_path,
-	                   line, what);
+	}
+	rc = fv__error_set(FV_ERR_CONFIG, "%s:%zu: not valid JSON: %s%s", ctx->config_path,
+	                   line, what, hint);
 	json_object_put(ctx->root);
 	ctx->root = NULL;
 	json_tokener_free(tok);
 	return rc;
 }
 
+/* Open the configuration once, check the open file (owner, modes, every
+ * directory of its name as given and as resolved) and read that same
+ * descriptor: a name swapped after the check is never read. */
 static int load_file(fv_context *ctx)
 {
-	char *text = NULL;
+	char *text = NULL, *real = NULL;
 	size_t len = 0;
-	int rc;
+	int rc, fd;
 
-	rc = fv__path_check_safe(ctx->config_path, "configuration file");
+	rc = fv__file_open_checked(ctx->config_path, "configuration file", &fd);
 	if (rc == FV_ERR_NOT_FOUND)
 		return fv__error_set(FV_ERR_CONFIG, "configuration file '%s' does not exist",
 		                     ctx->config_path);
 	if (rc != FV_OK)
 		return fv__error_restatus(FV_ERR_CONFIG);
-	if (fv__file_read(&text, &len, ctx->config_path, CONFIG_MAX_BYTES) != FV_OK)
+	/* The file opened, absolute and resolved: relative paths in it are
+	 * relative to its directory. */
+	if (fv__fd_path(fd, &real) != FV_OK) {
+		close(fd);
+		return fv__error_restatus(FV_ERR_CONFIG);
+	}
+	free(ctx->config_path);
+	ctx->config_path = real;
+	rc = fv__fd_read(fd, &text, &len, ctx->config_path, CONFIG_MAX_BYTES);
+	close(fd);
+	if (rc != FV_OK)
 		return fv__error_restatus(FV_ERR_CONFIG);
 	rc = parse_text(ctx, text, len);
 	free(text);
@@ -642,6 +977,10 @@ int fv__config_view_new(struct fv_config **out, const fv_context *ctx,
 		if (present && (fields[i].flags & FV_FIELD_PATH) &&
 		    fields[i].type == FV_FIELD_STRING &&
 		    !(cfg->paths[i] = fv__config_resolve_path(ctx, json_object_get_string(v))))
+			rc = fv__error_nomem();
+		/* file: references relative to the configuration's directory. */
+		if (present && fields[i].type == FV_FIELD_SECRET &&
+		    !(cfg->paths[i] = fv__config_secret_reference(ctx, json_object_get_string(v))))
 			rc = fv__error_nomem();
 	}
 	if (rc != FV_OK) {

@@ -175,50 +175,103 @@ static int check_parents(const char *path, const char *what, const char *subject
 	return FV_OK;
 }
 
+static const char *file_kind(mode_t mode)
+{
+	if (S_ISDIR(mode))
+		return "a directory";
+	if (S_ISFIFO(mode))
+		return "a FIFO";
+	if (S_ISSOCK(mode))
+		return "a socket";
+	if (S_ISCHR(mode) || S_ISBLK(mode))
+		return "a device";
+	return "not a regular file";
+}
+
+/* `path` made absolute against the current directory, lexically (the
+ * directories the name is looked up in, symlinks not followed). */
+static int absolute_name(char *buf, size_t len, const char *path)
+{
+	size_t cwd_len;
+
+	if (path[0] == '/')
+		return snprintf(buf, len, "%s", path) < (int)len ? 0 : -1;
+	if (!getcwd(buf, len))
+		return -1;
+	cwd_len = strlen(buf);
+	if (snprintf(buf + cwd_len, len - cwd_len, "/%s", path) >= (int)(len - cwd_len))
+		return -1;
+	return 0;
+}
+
 int fv__file_open_checked(const char *path, const char *what, int *fd_out)
 {
 	char given[PATH_MAX], resolved[PATH_MAX], proc[FV_HOST_FD_PATH_MAX];
-	struct stat st;
+	struct stat st, link_st;
 	ssize_t n;
 	int fd, rc, err;
 
 	if (!fd_out || !path || !*path || !what)
 		return fv__error_set(FV_ERR_USAGE, "file_open_checked: missing argument");
 	*fd_out = -1;
-	/* Non-blocking: a FIFO put in its place must not hang the process. */
+	/* Non-blocking: a FIFO put in its place must not hang the process. No
+	 * O_NOFOLLOW: a link is accepted when the directories it sits in and
+	 * those of its target are safe (checked below), as with secrets mounted
+	 * through symlinks. */
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		err = errno;
-		return fv__error_set(err == ENOENT ? FV_ERR_NOT_FOUND : FV_ERR_PERMISSION,
-		                     "%s '%s': %s", what, path, strerror(err));
+		if (err == ENOENT)
+			return fv__error_set(FV_ERR_NOT_FOUND,
+				"%s '%s' does not exist; check the path", what, path);
+		return fv__error_set(FV_ERR_PERMISSION, "%s '%s': cannot open it: %s", what, path,
+		                     strerror(err));
 	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+	/* Everything below is checked on the open file, so that what was
+	 * checked is what is read or loaded, whatever happens to the name. */
+	if (fstat(fd, &st) != 0) {
+		err = errno;
+		close(fd);
+		return fv__error_set(FV_ERR_PERMISSION, "%s '%s': %s", what, path, strerror(err));
+	}
+	if (!S_ISREG(st.st_mode)) {
 		close(fd);
 		return fv__error_set(FV_ERR_PERMISSION,
-			"%s '%s': not a regular file; point the configuration at the file itself",
+			"%s '%s': is %s, not a regular file; point the configuration at the file itself",
+			what, path, file_kind(st.st_mode));
+	}
+	if (st.st_nlink == 0) {
+		rc = fv__error_set(FV_ERR_PERMISSION,
+			"%s '%s': was removed while it was being opened; check who else writes there",
 			what, path);
+		goto fail;
 	}
 	if ((rc = check_one(path, &st, what, path)) != FV_OK)
 		goto fail;
-	/* The directories of the name as given... */
-	if (path[0] == '/') {
-		snprintf(given, sizeof(given), "%s", path);
-	} else {
-		if (!getcwd(given, sizeof(given)) ||
-		    strlen(given) + 1 + strlen(path) >= sizeof(given)) {
-			rc = fv__error_set(FV_ERR_PERMISSION, "%s '%s': cannot make the path absolute",
-			                   what, path);
-			goto fail;
-		}
-		strcat(given, "/");
-		strcat(given, path);
+	/* The directories of the name as given (a link in a directory others
+	 * can write could be pointed elsewhere later)... */
+	if (absolute_name(given, sizeof(given), path) != 0) {
+		rc = fv__error_set(FV_ERR_PERMISSION,
+			"%s '%s': cannot make the path absolute (path too long or the current "
+			"directory is gone); give an absolute path", what, path);
+		goto fail;
 	}
 	if ((rc = check_parents(given, what, path)) != FV_OK)
 		goto fail;
+	/* ...and a link itself must belong to root or us: in a sticky directory
+	 * (/tmp) another user's link is theirs to re-point. */
+	if (lstat(path, &link_st) == 0 && S_ISLNK(link_st.st_mode) &&
+	    link_st.st_uid != 0 && link_st.st_uid != geteuid()) {
+		rc = fv__error_set(FV_ERR_PERMISSION,
+			"%s '%s': the link is owned by uid %u, not by root or you (uid %u); "
+			"replace it with a link of your own", what, path,
+			(unsigned)link_st.st_uid, (unsigned)geteuid());
+		goto fail;
+	}
 	/* ...and of the file actually opened, wherever links led. */
 	fv_host_fd_path(proc, fd);
 	n = readlink(proc, resolved, sizeof(resolved) - 1);
-	if (n <= 0) {
+	if (n <= 0 || resolved[0] != '/') {
 		rc = fv__error_set(FV_ERR_PERMISSION,
 			"%s '%s': cannot tell where the opened file is (is /proc mounted?)", what, path);
 		goto fail;
@@ -233,43 +286,66 @@ fail:
 	return rc;
 }
 
-int fv__file_read(char **out, size_t *out_len, const char *path, size_t max_len)
+int fv__fd_path(int fd, char **out)
+{
+	char proc[FV_HOST_FD_PATH_MAX], buf[PATH_MAX];
+	ssize_t n;
+
+	fv_host_fd_path(proc, fd);
+	n = readlink(proc, buf, sizeof(buf) - 1);
+	if (n <= 0 || buf[0] != '/')
+		return fv__error_set(FV_ERR_PERMISSION,
+			"cannot tell where an opened file is (is /proc mounted?)");
+	buf[n] = '\0';
+	*out = strdup(buf);
+	return *out ? FV_OK : fv__error_nomem();
+}
+
+int fv__fd_read(int fd, char **out, size_t *out_len, const char *name, size_t max_len)
 {
 	struct stat st;
 	char *buf;
 	size_t used = 0;
-	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fv__error_set(errno == ENOENT ? FV_ERR_NOT_FOUND : FV_ERR_PERMISSION,
-		                     "cannot open '%s': %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return fv__error_set(FV_ERR_USAGE, "'%s' is not a regular file", path);
-	}
-	if ((size_t)st.st_size > max_len) {
-		close(fd);
-		return fv__error_set(FV_ERR_USAGE, "'%s' is larger than %zu bytes", path,
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return fv__error_set(FV_ERR_USAGE, "'%s' is not a regular file", name);
+	if ((size_t)st.st_size > max_len)
+		return fv__error_set(FV_ERR_USAGE, "'%s' is larger than %zu bytes", name,
 		                     max_len);
-	}
 	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		close(fd);
+	if (!buf)
 		return fv__error_nomem();
-	}
 	while (used < (size_t)st.st_size) {
 		ssize_t n = read(fd, buf + used, (size_t)st.st_size - used);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n < 0) {
+			int err = errno;
+
+			free(buf);
+			return fv__error_set(FV_ERR_PERMISSION, "cannot read '%s': %s", name,
+			                     strerror(err));
+		}
+		if (n == 0)
 			break;
 		used += (size_t)n;
 	}
-	close(fd);
 	buf[used] = '\0';
 	*out = buf;
 	if (out_len)
 		*out_len = used;
 	return FV_OK;
+}
+
+int fv__file_read(char **out, size_t *out_len, const char *path, size_t max_len)
+{
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return fv__error_set(errno == ENOENT ? FV_ERR_NOT_FOUND : FV_ERR_PERMISSION,
+		                     "cannot open '%s': %s", path, strerror(errno));
+	rc = fv__fd_read(fd, out, out_len, path, max_len);
+	close(fd);
+	return rc;
 }

@@ -3,8 +3,13 @@
  * response encryption, the X-Hub-Signature-256 check, and a request handler
  * that needs no sockets (the server and the fuzzers both drive it).
  *
- * Every length is checked before it is used; everything derived from the
- * request that could help an attacker (AES key, clear text) is wiped.
+ * Every length is checked before it is used. What this file derives from a
+ * request or its answer is wiped before it is freed: the AES key, the clear
+ * text, and the values json-c copies out of clear text while checking it
+ * (strings, numbers, member names, the tokener's buffer). Not wiped: member
+ * names the tokener copies while it reads an object (freed as it goes; they
+ * name fields, the values are wiped), and the HTTP layers' own buffers
+ * (libmicrohttpd, libcurl), which this file does not allocate.
  */
 #include <limits.h>
 #include <stdatomic.h>
@@ -16,6 +21,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+
+#include <json-c/printbuf.h>
 
 #include "internal.h"
 
@@ -156,27 +163,94 @@ static int string_field(json_object *root, const char *name, const char **s,
 	return 1;
 }
 
+/* True when the `len` bytes at `p` are JSON white space (bounded: the text
+ * need not be NUL-terminated). */
+static int only_space(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+			return 0;
+	return 1;
+}
+
+/* Overwrite every value json-c copied out of clear text (strings, member
+ * names, numbers and the text json-c keeps of a double), then free it. */
+static void json_wipe_put(json_object *obj)
+{
+	size_t i, n;
+
+	if (!obj)
+		return;
+	switch (json_object_get_type(obj)) {
+	case json_type_string:
+		OPENSSL_cleanse((char *)json_object_get_string(obj),
+		                (size_t)json_object_get_string_len(obj));
+		break;
+	case json_type_double: {
+		char *text = json_object_get_userdata(obj);
+
+		if (text)
+			OPENSSL_cleanse(text, strlen(text));
+		json_object_set_double(obj, 0);
+		break;
+	}
+	case json_type_int:
+		json_object_set_int64(obj, 0);
+		break;
+	case json_type_array:
+		n = json_object_array_length(obj);
+		for (i = 0; i < n; i++)
+			json_wipe_put(json_object_get(json_object_array_get_idx(obj, i)));
+		break;
+	case json_type_object: {
+		json_object_object_foreach(obj, key, value) {
+			json_wipe_put(json_object_get(value));
+			OPENSSL_cleanse(key, strlen(key));
+		}
+		break;
+	}
+	default:
+		break;
+	}
+	json_object_put(obj);
+}
+
 /* Parse a JSON document of exactly `len` bytes (white space around it is
- * fine); NULL when it is not JSON, not UTF-8, or has trailing bytes. */
+ * fine); NULL when it is not JSON, not UTF-8, or has trailing bytes. Free
+ * the result with json_wipe_put when the text was secret. */
 static json_object *parse_json(const char *text, size_t len)
 {
 	struct json_tokener *tok;
 	json_object *obj;
 	size_t end;
 
-	if (len > (size_t)INT_MAX || memchr(text, '\0', len))
+	if (len > (size_t)INT_MAX - 1 || memchr(text, '\0', len))
 		return NULL;
 	tok = json_tokener_new();
 	if (!tok)
 		return NULL;
+	/*
+	 * The tokener collects each token in its print buffer, which grows by
+	 * realloc and would leave unwiped copies of clear text behind: give it
+	 * room for the whole text up front, and wipe it afterwards. (The
+	 * member is documented as internal; json-c 0.16 offers no other way.)
+	 */
+	if (printbuf_memset(tok->pb, 0, 0, (int)len + 1) < 0) {
+		json_tokener_free(tok);
+		return NULL;
+	}
+	printbuf_reset(tok->pb);
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, text, (int)len);
 	end = json_tokener_get_parse_end(tok);
 	if (obj && (json_tokener_get_error(tok) != json_tokener_success ||
-	            (end < len && strspn(text + end, " \t\r\n") != len - end))) {
-		json_object_put(obj);
+	            (end < len && !only_space(text + end, len - end)))) {
+		json_wipe_put(obj);
 		obj = NULL;
 	}
+	OPENSSL_cleanse(tok->pb->buf, (size_t)tok->pb->size);
 	json_tokener_free(tok);
 	return obj;
 }
@@ -258,8 +332,8 @@ static int decrypt_payload(char **clear, size_t *clear_len, fv_flow_session **se
 	plain = NULL;
 	rc = FV_OK;
 out:
-	/* json-c keeps its own copy of the clear text's strings. */
-	json_object_put(obj);
+	/* json-c keeps its own copies of the clear text's values. */
+	json_wipe_put(obj);
 	if (plain)
 		OPENSSL_clear_free(plain, plain_len + 1);
 	OPENSSL_free(iv);
@@ -449,6 +523,10 @@ struct fv_flow_handler {
 	fv_flow_upstream_fn upstream;
 	void *upstream_arg;
 	atomic_int no_upstream_logged;
+	/* Set by fv__flow_handler_new_unwrap: no keys here, the RSA step is a call. */
+	const char *const *key_names;
+	fv__flow_unwrap_fn unwrap;
+	void *unwrap_arg;
 };
 
 void fv_flow_handler_free(fv_flow_handler *h)
@@ -458,42 +536,32 @@ void fv_flow_handler_free(fv_flow_handler *h)
 	if (!h)
 		return;
 	for (i = 0; i < h->secret_count; i++)
-		if (h->secrets[i].value)
-			OPENSSL_clear_free(h->secrets[i].value, h->secrets[i].len + 1);
+		fv__secure_free(h->secrets[i].value, h->secrets[i].len + 1);
 	free(h->secrets);
 	free(h->keys);
 	free(h);
 }
 
-int fv_flow_handler_new(fv_flow_handler **out, const fv_flow_handler_config *cfg)
+/* The handler without its keys: app secrets and upstream. */
+static int handler_new(fv_flow_handler **out, const fv_flow_handler_config *cfg)
 {
 	fv_flow_handler *h;
 	size_t i;
 
-	if (!out || !cfg || !cfg->keys || cfg->key_count == 0 ||
-	    (cfg->app_secret_count && (!cfg->app_secrets || !cfg->app_secret_lens)))
-		return fv__error_set(FV_ERR_USAGE,
-			"fv_flow_handler_new: at least one key is needed");
 	*out = NULL;
+	if (cfg->app_secret_count && (!cfg->app_secrets || !cfg->app_secret_lens))
+		return fv__error_set(FV_ERR_USAGE, "fv_flow_handler_new: app secrets missing");
 	h = calloc(1, sizeof(*h));
 	if (!h)
 		return fv__error_nomem();
-	h->keys = calloc(cfg->key_count, sizeof(*h->keys)); // NOLINT(bugprone-sizeof-expression): an array of fv_key pointers
 	h->secrets = calloc(cfg->app_secret_count + 1, sizeof(*h->secrets));
-	if (!h->keys || !h->secrets) {
+	if (!h->secrets) {
 		fv_flow_handler_free(h);
 		return fv__error_nomem();
 	}
-	for (i = 0; i < cfg->key_count; i++) {
-		if (!cfg->keys[i]) {
-			fv_flow_handler_free(h);
-			return fv__error_set(FV_ERR_USAGE, "fv_flow_handler_new: key %zu is NULL", i);
-		}
-		h->keys[i] = cfg->keys[i];
-	}
-	h->key_count = cfg->key_count;
 	for (i = 0; i < cfg->app_secret_count; i++) {
-		h->secrets[i].value = OPENSSL_malloc(cfg->app_secret_lens[i] + 1);
+		/* Kept for the server's lifetime: on the secure heap, out of core dumps. */
+		h->secrets[i].value = fv__secure_alloc(cfg->app_secret_lens[i] + 1);
 		if (!h->secrets[i].value) {
 			fv_flow_handler_free(h);
 			return fv__error_nomem();
@@ -505,6 +573,50 @@ int fv_flow_handler_new(fv_flow_handler **out, const fv_flow_handler_config *cfg
 	}
 	h->upstream = cfg->upstream;
 	h->upstream_arg = cfg->upstream_arg;
+	*out = h;
+	return FV_OK;
+}
+
+int fv_flow_handler_new(fv_flow_handler **out, const fv_flow_handler_config *cfg)
+{
+	fv_flow_handler *h;
+	size_t i;
+	int rc;
+
+	if (!out || !cfg || !cfg->keys || cfg->key_count == 0)
+		return fv__error_set(FV_ERR_USAGE,
+			"fv_flow_handler_new: at least one key is needed");
+	for (i = 0; i < cfg->key_count; i++)
+		if (!cfg->keys[i])
+			return fv__error_set(FV_ERR_USAGE, "fv_flow_handler_new: key %zu is NULL", i);
+	if ((rc = handler_new(&h, cfg)) != FV_OK)
+		return rc;
+	h->keys = calloc(cfg->key_count, sizeof(*h->keys)); // NOLINT(bugprone-sizeof-expression): an array of fv_key pointers
+	if (!h->keys) {
+		fv_flow_handler_free(h);
+		return fv__error_nomem();
+	}
+	memcpy(h->keys, cfg->keys, cfg->key_count * sizeof(*h->keys)); // NOLINT(bugprone-sizeof-expression): an array of fv_key pointers
+	h->key_count = cfg->key_count;
+	*out = h;
+	return FV_OK;
+}
+
+int fv__flow_handler_new_unwrap(fv_flow_handler **out, const fv_flow_handler_config *cfg,
+                                const char *const *key_names, size_t key_count,
+                                fv__flow_unwrap_fn unwrap, void *unwrap_arg)
+{
+	fv_flow_handler *h;
+	int rc;
+
+	if (!out || !cfg || !key_names || !key_count || !unwrap)
+		return fv__error_set(FV_ERR_USAGE, "fv__flow_handler_new_unwrap: missing argument");
+	if ((rc = handler_new(&h, cfg)) != FV_OK)
+		return rc;
+	h->key_names = key_names;
+	h->key_count = key_count;
+	h->unwrap = unwrap;
+	h->unwrap_arg = unwrap_arg;
 	*out = h;
 	return FV_OK;
 }
@@ -522,6 +634,7 @@ const char *fv_flow_outcome_name(int outcome)
 	case FV_FLOW_NO_UPSTREAM: return "no-upstream";
 	case FV_FLOW_KEY_ERROR: return "key-error";
 	case FV_FLOW_INTERNAL_ERROR: return "internal-error";
+	case FV_FLOW_KEYS_UNAVAILABLE: return "keys-unavailable";
 	default: return "unknown";
 	}
 }
@@ -580,8 +693,54 @@ static int classify(const char *clear, size_t clear_len)
 	         json_object_is_type(data, json_type_object) &&
 	         json_object_object_get_ex(data, "error", &v))
 		outcome = FV_FLOW_ERROR_ACK;
-	json_object_put(obj);
+	json_wipe_put(obj);
 	return outcome;
+}
+
+/* The request's RSA step through the handler's unwrap call (the server's
+ * key process), then the AES part here. *unavailable when the keys could not
+ * be asked. */
+static int decrypt_by_call(fv_flow_handler *h, char **clear, size_t *clear_len,
+                           fv_flow_session **session, size_t *key_index,
+                           const void *body, size_t body_len, int *unavailable)
+{
+	struct envelope env;
+	unsigned char *wrapped = NULL;
+	unsigned char aes_key[FV_FLOW_AES_KEY_BYTES];
+	size_t wrapped_len = 0;
+	int rc;
+
+	*clear = NULL;
+	*session = NULL;
+	if ((rc = envelope_parse(&env, body, body_len)) != FV_OK)
+		return rc;
+	if (env.aes_key_len > AES_KEY_B64_MAX ||
+	    b64_decode(&wrapped, &wrapped_len, env.aes_key, env.aes_key_len) != FV_OK) {
+		json_object_put(env.root);
+		return fv__error_set(FV_ERR_DECRYPT, "encrypted_aes_key is not valid base64");
+	}
+	switch (h->unwrap(h->unwrap_arg, aes_key, key_index, wrapped, wrapped_len)) {
+	case FV__UNWRAP_OK:
+		rc = decrypt_payload(clear, clear_len, session, &env, aes_key);
+		if (rc == FV_ERR_DECRYPT)
+			fv__error_prefix("key '%s'", h->key_names[*key_index]);
+		break;
+	case FV__UNWRAP_UNDECRYPTABLE:
+		rc = fv__error_set(FV_ERR_DECRYPT, "no key in serve.keys decrypts encrypted_aes_key "
+		                   "to a %d-byte AES key", FV_FLOW_AES_KEY_BYTES);
+		break;
+	case FV__UNWRAP_UNAVAILABLE:
+		*unavailable = 1;
+		rc = fv__error_set(FV_ERR_BACKEND, "the key process is not available");
+		break;
+	default:
+		rc = fv__error_set(FV_ERR_BACKEND, "a key backend failed (see the key process's log)");
+		break;
+	}
+	OPENSSL_cleanse(aes_key, sizeof(aes_key));
+	OPENSSL_free(wrapped);
+	json_object_put(env.root);
+	return rc;
 }
 
 static int call_upstream(fv_flow_reply *reply, fv_flow_handler *h,
@@ -593,7 +752,8 @@ static int call_upstream(fv_flow_reply *reply, fv_flow_handler *h,
 	long status = 0;
 	double started;
 	json_object *obj = NULL;
-	const char *key_name = fv_key_name(h->keys[reply->key_index]);
+	const char *key_name = h->unwrap ? h->key_names[reply->key_index]
+	                                 : fv_key_name(h->keys[reply->key_index]);
 	int rc;
 
 	if (!h->upstream) {
@@ -639,7 +799,7 @@ static int call_upstream(fv_flow_reply *reply, fv_flow_handler *h,
 	}
 	rc = reply_encrypt(reply, session, answer, answer_len, 200, FV_FLOW_ANSWERED);
 out:
-	json_object_put(obj);
+	json_wipe_put(obj);
 	if (answer) {
 		OPENSSL_cleanse(answer, answer_len);
 		free(answer);
@@ -656,7 +816,7 @@ int fv_flow_handle(fv_flow_reply *reply, fv_flow_handler *h, const void *body,
 	char *clear = NULL;
 	size_t clear_len = 0, key_index = 0, i;
 	double started;
-	int rc = FV_OK;
+	int rc = FV_OK, unavailable = 0;
 
 	if (!reply)
 		return fv__error_set(FV_ERR_USAGE, "fv_flow_handle: reply is NULL");
@@ -682,9 +842,19 @@ int fv_flow_handle(fv_flow_reply *reply, fv_flow_handler *h, const void *body,
 	}
 
 	started = now_seconds();
-	rc = fv_flow_decrypt_request_any(&clear, &clear_len, &session, &key_index,
-	                                 h->keys, h->key_count, body, body_len);
+	if (h->unwrap)
+		rc = decrypt_by_call(h, &clear, &clear_len, &session, &key_index, body, body_len,
+		                     &unavailable);
+	else
+		rc = fv_flow_decrypt_request_any(&clear, &clear_len, &session, &key_index,
+		                                 h->keys, h->key_count, body, body_len);
 	reply->decrypt_seconds = now_seconds() - started;
+	if (unavailable) {
+		/* Not the request's fault and not the key's: WhatsApp retries. */
+		reply_set(reply, 503, FV_FLOW_KEYS_UNAVAILABLE);
+		rc = FV_OK;
+		goto done;
+	}
 	if (rc == FV_ERR_NOMEM)
 		goto done;
 	if (rc == FV_ERR_DECRYPT) {

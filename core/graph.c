@@ -254,6 +254,43 @@ static int load_ca_file(STACK_OF(X509) **out, const char *path)
 }
 
 /* "https://host[:port]/" of the base URL. */
+/* A copy of `url` without the query parameter `name` (every occurrence). */
+static char *url_without_param(const char *url, const char *name)
+{
+	const char *q = strchr(url, '?'), *p;
+	size_t n = strlen(name), used;
+	char *out = malloc(strlen(url) + 1);
+
+	if (!out)
+		return NULL;
+	if (!q) {
+		strcpy(out, url);
+		return out;
+	}
+	used = (size_t)(q - url);
+	memcpy(out, url, used);
+	for (p = q + 1; *p;) {
+		size_t len = strcspn(p, "&#");
+
+		if (!(len >= n && strncmp(p, name, n) == 0 && (len == n || p[n] == '='))) {
+			char sep = used == (size_t)(q - url) ? '?' : '&';
+
+			out[used++] = sep;
+			memcpy(out + used, p, len);
+			used += len;
+		}
+		p += len;
+		if (*p == '#') {
+			strcpy(out + used, p);
+			return out;
+		}
+		if (*p == '&')
+			p++;
+	}
+	out[used] = '\0';
+	return out;
+}
+
 static char *origin_of(const char *base_url)
 {
 	const char *slash = strchr(base_url + 8, '/');
@@ -445,8 +482,16 @@ static enum graph_step listing_page(struct graph_job *job, json_object *answer)
 		return graph_job_fail(job, FV_ERR_GRAPH,
 			"WABA %s: more than %u pages of phone numbers; the server keeps paging",
 			l->waba_id, GRAPH_MAX_PAGES);
-	if (graph_job_request(job, "GET", json_object_get_string(next), NULL) != FV_OK)
-		return graph_job_fail(job, FV_ERR_NOMEM, "out of memory");
+	{
+		/* The Graph API repeats access_token in paging.next; the token goes
+		 * in the Authorization header only, never in a URL. */
+		char *url = url_without_param(json_object_get_string(next), "access_token");
+		int rc = url ? graph_job_request(job, "GET", url, NULL) : FV_ERR_NOMEM;
+
+		free(url);
+		if (rc != FV_OK)
+			return graph_job_fail(job, FV_ERR_NOMEM, "out of memory");
+	}
 	return GRAPH_STEP_NEXT;
 }
 

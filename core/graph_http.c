@@ -264,6 +264,54 @@ static void url_for_log(char *out, size_t len, const char *url)
 	         q ? "?..." : "");
 }
 
+/* Names whose values are credentials wherever they appear in a URL query
+ * or a JSON answer: the Graph API puts access_token into paging.next. */
+static const char *const secret_names[] = {
+	"access_token", "appsecret_proof", "client_secret", "fb_exchange_token",
+	"input_token", NULL
+};
+
+/*
+ * Copy `in` to `out` for a log line with the value of every secret_names
+ * parameter or member replaced by "***": "access_token=EAAG..." and
+ * "\"access_token\": \"EAAG...\"" alike.
+ */
+static void redact_for_log(char *out, size_t len, const char *in)
+{
+	size_t o = 0;
+
+	if (!len)
+		return;
+	while (*in && o + 1 < len) {
+		const char *const *name;
+		size_t n = 0;
+
+		for (name = secret_names; *name; name++) {
+			n = strlen(*name);
+			if (strncasecmp(in, *name, n) == 0)
+				break;
+		}
+		if (*name) {
+			const char *v = in + n;
+
+			if (*v == '"')
+				v++;
+			v += strspn(v, " \t:=");
+			if (*v == '"')
+				v++;
+			/* Keep the name and separators, drop the value up to its end. */
+			while (in < v && o + 1 < len)
+				out[o++] = *in++;
+			in += strcspn(in, "&\"',; \t\r\n}");
+			for (const char *m = "***"; *m && o + 1 < len; m++)
+				out[o++] = *m;
+			continue;
+		}
+		out[o++] = *in++;
+	}
+	out[o] = '\0';
+}
+
 struct classification {
 	enum verdict verdict;
 	int code;
@@ -571,8 +619,12 @@ static void transfer_done(struct fv_graph *g, struct graph_job *job, CURLcode rc
 	if (rc == CURLE_OK) {
 		fv__log(FV_LOG_INFO, "graph: < HTTP %ld from %s %s in %.0f ms", http, job->method,
 		        shown, (now - t->started) * 1000.0);
-		if (t->answer)
-			fv__log(FV_LOG_DEBUG, "graph: < %.1000s", t->answer);
+		if (t->answer && fv__log_enabled(FV_LOG_DEBUG)) {
+			char shown_answer[1024];
+
+			redact_for_log(shown_answer, sizeof(shown_answer), t->answer);
+			fv__log(FV_LOG_DEBUG, "graph: < %s", shown_answer);
+		}
 		classify_answer(&c, http, t, job->url);
 	} else {
 		fv__log(FV_LOG_INFO, "graph: %s %s failed after %.0f ms: %s", job->method, shown,

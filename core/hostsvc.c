@@ -138,6 +138,13 @@ static int host_secret_resolve(const char *reference, const char *purpose,
 	return fv_secret_resolve(out, out_len, reference, purpose);
 }
 
+/* The plugin's name for the file is only for messages: a missing one must
+ * not turn a load into a usage error. */
+static int host_file_open_checked(const char *path, const char *what, int *fd)
+{
+	return fv__file_open_checked(path, what && *what ? what : "file", fd);
+}
+
 static const fv_host host_services = {
 	.abi_version = FV_PROVIDER_ABI_VERSION,
 	.struct_size = sizeof(fv_host),
@@ -152,7 +159,7 @@ static const fv_host host_services = {
 	.secret_resolve = host_secret_resolve,
 	.secret_free = fv_secret_free,
 	.file_create = fv__file_create,
-	.file_open_checked = fv__file_open_checked,
+	.file_open_checked = host_file_open_checked,
 	.secure_alloc = fv__secure_alloc,
 	.secure_free = fv__secure_free,
 };

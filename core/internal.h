@@ -46,6 +46,11 @@ FV_INTERNAL int fv__error_nomem(void);
 
 FV_INTERNAL void fv__log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* True when a line at `level` would be written: skip costly formatting. */
+FV_INTERNAL int fv__log_enabled(int level);
+/* Whether the application kept the default sink (stderr), and its level. */
+FV_INTERNAL int fv__log_sink_is_default(void);
+FV_INTERNAL int fv__log_level(void);
 FV_INTERNAL void fv__vlog(int level, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
 
@@ -59,9 +64,19 @@ FV_INTERNAL int fv__file_create(const char *path, const void *data,
  * someone other than root or the current user. `what` names the file in the
  * message ("plugin", "configuration file"). */
 FV_INTERNAL int fv__path_check_safe(const char *path, const char *what);
-/* Open `path` for loading as code and check it through the descriptor (see
- * fv_host.file_open_checked); *fd is O_RDONLY | O_CLOEXEC. */
+/* Open `path` once (O_RDONLY | O_CLOEXEC | O_NONBLOCK) and check the open
+ * file: a regular file owned by root or the effective user, not writable by
+ * group or others, every directory of the name as given and as resolved
+ * safe in the same sense, a link owned by root or us (see
+ * fv_host.file_open_checked). The one primitive for "open a file we are
+ * about to trust": plugins, modules, the configuration, secret files. */
 FV_INTERNAL int fv__file_open_checked(const char *path, const char *what, int *fd);
+/* The absolute path of the file behind `fd` (a copy to free). */
+FV_INTERNAL int fv__fd_path(int fd, char **out);
+/* Read a whole regular file from `fd` (at most max_len bytes) into a
+ * NUL-terminated buffer; `name` is for messages. */
+FV_INTERNAL int fv__fd_read(int fd, char **out, size_t *out_len, const char *name,
+                            size_t max_len);
 /* write(2) until all of `data` is written; 0, or -1 with errno set. */
 FV_INTERNAL int fv__write_all(int fd, const void *data, size_t len);
 /* fsync a directory after a name in it changed (logs a warning on failure). */
@@ -102,6 +117,11 @@ struct fv_key_entry {
 FV_INTERNAL char *fv__config_resolve_path(const fv_context *ctx,
                                           const char *path);
 
+/* A secret reference with a relative file: path made absolute against the
+ * configuration file's directory (a copy to free; NULL when out of memory). */
+FV_INTERNAL char *fv__config_secret_reference(const fv_context *ctx,
+                                              const char *reference);
+
 /* A context from configuration text instead of a file (`name` stands for
  * the file in messages); for tests and fuzzing. */
 FV_INTERNAL int fv__context_open_text(fv_context **out, const char *text,
@@ -124,6 +144,8 @@ struct fv_plugin {
 	char *name;
 	char *path;
 	void *handle;                    /* dlopen handle */
+	int fd;                          /* the checked file; its /proc/self/fd
+	                                  * name is the library's name */
 	const fv_provider *ops;
 	size_t ops_size;                 /* min(plugin's struct_size, ours) */
 	struct fv_plugin *next;
@@ -160,6 +182,12 @@ FV_INTERNAL int fv__secret_check_field(const char *value, const char *where);
 
 /* ---- secmem.c ---- */
 
+/* Before the first secret is resolved or key opened: no core dumps
+ * (RLIMIT_CORE 0), not dumpable (PR_SET_DUMPABLE 0: no ptrace, /proc/PID/mem
+ * or environ for others), and the secure heap set up. Once per process;
+ * FLOWVAULT_ALLOW_CORE_DUMPS=1 keeps dumps for debugging (with a warning). */
+FV_INTERNAL void fv__process_harden(void);
+
 /* Set up the secure heap once (idempotent); 1 locked, 2 not locked but not
  * dumped, 0 unavailable. */
 FV_INTERNAL int fv__secure_heap_ready(void);
@@ -189,5 +217,28 @@ FV_INTERNAL int fv__journal_read(json_object **records, const char *path);
  * same directory with the old file's mode (and owner), fsync'd, read back
  * and compared, renamed into place, and the directory fsync'd. */
 FV_INTERNAL int fv__config_write(const char *path, json_object *root);
+
+/* ---- flow.c: a request handler whose RSA step happens elsewhere ----
+ * (the server's key process): the handler never holds an fv_key. */
+
+enum fv__unwrap_result {
+	FV__UNWRAP_OK = 0,
+	FV__UNWRAP_UNDECRYPTABLE,  /* no key decrypts it to a 16-byte AES key */
+	FV__UNWRAP_BACKEND,        /* a key backend failed: the request may be fine */
+	FV__UNWRAP_UNAVAILABLE     /* the keys cannot be asked right now (503) */
+};
+
+/* RSA-OAEP-decrypt `wrapped` with the key set, keys tried in order: on
+ * FV__UNWRAP_OK, aes_key holds the AES key and *key_index the key. */
+typedef int (*fv__flow_unwrap_fn)(void *arg, unsigned char aes_key[FV_FLOW_AES_KEY_BYTES],
+                                  size_t *key_index, const unsigned char *wrapped,
+                                  size_t wrapped_len);
+
+/* Like fv_flow_handler_new, with `key_names` (key_count of them, borrowed)
+ * instead of config->keys, and `unwrap` for the RSA step. */
+FV_INTERNAL int fv__flow_handler_new_unwrap(fv_flow_handler **out,
+                                            const fv_flow_handler_config *config,
+                                            const char *const *key_names, size_t key_count,
+                                            fv__flow_unwrap_fn unwrap, void *unwrap_arg);
 
 #endif

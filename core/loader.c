@@ -29,6 +29,27 @@
 #define plugin_unload(handle) dlclose(handle)
 #endif
 
+/*
+ * A plugin is loaded by the name /proc/self/fd/N of its checked descriptor.
+ * The dynamic loader finds an already loaded library by name first, so N
+ * must keep naming this file for as long as the library stays mapped: the
+ * descriptor is closed only once the library is gone.
+ */
+static void plugin_release(void *handle, int fd)
+{
+	char fd_path[FV_HOST_FD_PATH_MAX];
+	void *still;
+
+	plugin_unload(handle);
+	fv_host_fd_path(fd_path, fd);
+	still = dlopen(fd_path, RTLD_LAZY | RTLD_NOLOAD);
+	if (still) {
+		dlclose(still); /* only the reference NOLOAD took */
+		return;
+	}
+	close(fd);
+}
+
 struct search_dirs {
 	char **dirs;
 	size_t count;
@@ -88,7 +109,8 @@ static char *exe_relative_dir(void)
 
 static int search_dirs_build(struct search_dirs *sd, fv_context *ctx)
 {
-	const char *env = getenv("FLOWVAULT_PLUGIN_PATH");
+	/* Not for a set-user-ID caller: it would choose the code we load. */
+	const char *env = secure_getenv("FLOWVAULT_PLUGIN_PATH");
 	size_t i;
 	char *dir;
 	int rc;
@@ -192,7 +214,7 @@ static int check_table(const fv_provider *ops, const char *name, const char *pat
  * instead of taking the caller down. The child reports nothing but how it
  * ended; the real checks happen in this process afterwards.
  */
-static int probe_in_child(const char *path)
+static int probe_in_child(const char *path, const char *fd_path)
 {
 	pid_t pid;
 	int status;
@@ -209,7 +231,7 @@ static int probe_in_child(const char *path)
 		alarm(PROBE_SECONDS);
 		/* Only the parent reports; keep the child's own logs quiet. */
 		fv_log_set(NULL, NULL, -1);
-		handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+		handle = dlopen(fd_path, RTLD_NOW | RTLD_LOCAL);
 		if (!handle)
 			_exit(0);
 		sym = dlsym(handle, FV_PROVIDER_ENTRY_SYMBOL);
@@ -240,30 +262,42 @@ static int probe_in_child(const char *path)
 	return FV_OK;
 }
 
-/* Load one plugin file; the new plugin is not linked into ctx yet. */
+/* Load one plugin file; the new plugin is not linked into ctx yet. The file
+ * is opened once and checked through its descriptor; the probe and the load
+ * use that descriptor's /proc/self/fd name, so the file checked is the file
+ * loaded even if `path` is swapped meanwhile. */
 static int plugin_load_file(struct fv_plugin **out, const char *path,
                             const char *name)
 {
+	char fd_path[FV_HOST_FD_PATH_MAX];
 	fv_provider_entry_fn entry;
 	const fv_provider *ops = NULL;
 	struct fv_plugin *plugin;
 	void *handle, *sym;
-	int rc;
+	int rc, fd;
 
 	*out = NULL;
-	if ((rc = fv__path_check_safe(path, "plugin")) != FV_OK)
+	/* Plugins hold keys: dumps off and the secure heap ready before one
+	 * is loaded (its constructor may already allocate key material). */
+	fv__process_harden();
+	if ((rc = fv__file_open_checked(path, "plugin", &fd)) != FV_OK)
 		return rc;
-	if ((rc = probe_in_child(path)) != FV_OK)
+	fv_host_fd_path(fd_path, fd);
+	if ((rc = probe_in_child(path, fd_path)) != FV_OK) {
+		close(fd);
 		return rc;
+	}
 	dlerror();
-	handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	if (!handle)
+	handle = dlopen(fd_path, RTLD_NOW | RTLD_LOCAL);
+	if (!handle) {
+		close(fd);
 		return fv__error_set(FV_ERR_PLUGIN,
 			"plugin '%s': cannot be loaded: %s (is it a flowvault plugin built for this system, with its libraries installed?)",
 			path, dlerror());
+	}
 	sym = dlsym(handle, FV_PROVIDER_ENTRY_SYMBOL);
 	if (!sym) {
-		plugin_unload(handle);
+		plugin_release(handle, fd);
 		return fv__error_set(FV_ERR_PLUGIN,
 			"plugin '%s': has no entry symbol '%s'; it is not a flowvault provider plugin",
 			path, FV_PROVIDER_ENTRY_SYMBOL);
@@ -279,11 +313,11 @@ static int plugin_load_file(struct fv_plugin **out, const char *path,
 		snprintf(why, sizeof(why), "%s", fv_error_last()->message);
 		rc = fv__error_set(FV_ERR_PLUGIN, "plugin '%s': declined to load: %s", path,
 		                   *why ? why : "no reason given");
-		plugin_unload(handle);
+		plugin_release(handle, fd);
 		return rc;
 	}
 	if ((rc = check_table(ops, name, path)) != FV_OK) {
-		plugin_unload(handle);
+		plugin_release(handle, fd);
 		return rc;
 	}
 	plugin = calloc(1, sizeof(*plugin));
@@ -291,10 +325,11 @@ static int plugin_load_file(struct fv_plugin **out, const char *path,
 		if (plugin)
 			free(plugin->name);
 		free(plugin);
-		plugin_unload(handle);
+		plugin_release(handle, fd);
 		return fv__error_nomem();
 	}
 	plugin->handle = handle;
+	plugin->fd = fd;
 	plugin->ops = ops;
 	plugin->ops_size = ops->struct_size < sizeof(fv_provider) ? ops->struct_size
 	                                                          : sizeof(fv_provider);
@@ -371,7 +406,7 @@ void fv__plugins_unload(fv_context *ctx)
 
 	for (; p; p = next) {
 		next = p->next;
-		plugin_unload(p->handle);
+		plugin_release(p->handle, p->fd);
 		free(p->name);
 		free(p->path);
 		free(p);
@@ -409,7 +444,7 @@ static int report_file(fv_context *ctx, const char *dir, const char *file,
 	if (shadowed) {
 		/* Check it anyway, so its own problem is reported; never keep it. */
 		if (plugin_load_file(&plugin, path, name) == FV_OK) {
-			plugin_unload(plugin->handle);
+			plugin_release(plugin->handle, plugin->fd);
 			free(plugin->name);
 			free(plugin->path);
 			free(plugin);

@@ -24,6 +24,11 @@ void fv_log_set(fv_log_fn fn, void *arg, int level)
 	log_level = level;
 }
 
+int fv__log_enabled(int level)
+{
+	return level <= log_level;
+}
+
 void fv__vlog(int level, const char *fmt, va_list ap)
 {
 	char line[2048];
@@ -41,4 +46,14 @@ void fv__log(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	fv__vlog(level, fmt, ap);
 	va_end(ap);
+}
+
+int fv__log_sink_is_default(void)
+{
+	return log_fn == log_to_stderr;
+}
+
+int fv__log_level(void)
+{
+	return log_level;
 }

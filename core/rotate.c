@@ -790,10 +790,18 @@ static int serve_probe(struct fv_rotation *r, fv_context *cur)
 		fv__serve_config_clear(&sc);
 		return FV_OK;
 	}
-	host = strcmp(sc.host, "0.0.0.0") == 0 ? "127.0.0.1"
-	     : strcmp(sc.host, "::") == 0 ? "::1" : sc.host;
-	snprintf(url, sizeof(url), "%s://%s%s%s:%u/healthz", sc.cert_path ? "https" : "http",
-	         strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", sc.port);
+	if (!sc.admin_listen) {
+		fv__log(FV_LOG_WARNING, "rotate: serve.admin_listen is off, so whether a running "
+		        "flowvault serve holds key %s cannot be checked; make sure every running "
+		        "serve was restarted on %s", r->new_name, r->config_path);
+		fv__serve_config_clear(&sc);
+		return FV_OK;
+	}
+	host = strcmp(sc.admin_host, "0.0.0.0") == 0 ? "127.0.0.1"
+	     : strcmp(sc.admin_host, "::") == 0 ? "::1" : sc.admin_host;
+	/* /healthz is on the admin listener, always plain HTTP. */
+	snprintf(url, sizeof(url), "http://%s%s%s:%u/healthz",
+	         strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", sc.admin_port);
 	if (!(curl = curl_easy_init())) {
 		fv__serve_config_clear(&sc);
 		return fv__error_nomem();
@@ -804,9 +812,6 @@ static int serve_probe(struct fv_rotation *r, fv_context *cur)
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, probe_write);
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-	/* serve's own certificate is the trust anchor (self-signed is common). */
-	if (sc.cert_path)
-		curl_easy_setopt(curl, CURLOPT_CAINFO, sc.cert_path);
 	cc = curl_easy_perform(curl);
 	if (cc == CURLE_OK)
 		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http);

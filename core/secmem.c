@@ -5,8 +5,12 @@
  * resolved or key opened, so that OpenSSL's own private-key numbers land in
  * it too.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include <openssl/crypto.h>
 
@@ -50,4 +54,35 @@ void fv__secure_free(void *ptr, size_t len)
 	(void)len; /* the secure heap knows each block's size and wipes it all */
 	if (ptr)
 		OPENSSL_secure_clear_free(ptr, len);
+}
+
+static pthread_once_t harden_once = PTHREAD_ONCE_INIT;
+
+static void process_harden(void)
+{
+	const char *allow = secure_getenv("FLOWVAULT_ALLOW_CORE_DUMPS");
+	struct rlimit none = { 0, 0 };
+
+	/* Before any secret or private key is in memory: their numbers land on
+	 * the secure heap, which is never dumped. */
+	fv__secure_heap_ready();
+	if (allow && strcmp(allow, "1") == 0) {
+		fv__log(FV_LOG_WARNING,
+			"FLOWVAULT_ALLOW_CORE_DUMPS=1: core dumps and ptrace stay allowed; a core "
+			"file of this process may hold secrets (unset it outside debugging)");
+		return;
+	}
+	if (setrlimit(RLIMIT_CORE, &none) != 0)
+		fv__log(FV_LOG_WARNING, "cannot turn core dumps off (RLIMIT_CORE): %s",
+		        strerror(errno));
+	/* Also keeps other processes of the same user from ptrace and from
+	 * reading /proc/PID/mem and /proc/PID/environ. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		fv__log(FV_LOG_WARNING, "cannot mark the process non-dumpable: %s",
+		        strerror(errno));
+}
+
+void fv__process_harden(void)
+{
+	pthread_once(&harden_once, process_harden);
 }

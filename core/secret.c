@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,9 +60,11 @@ int fv__secret_check_field(const char *value, const char *where)
 		REFERENCE_FORMS, where);
 }
 
+/* Secrets are handed out on the secure heap: never in a core dump, wiped
+ * when freed (fv_secret_free). */
 static char *secret_dup(const char *s, size_t len)
 {
-	char *copy = malloc(len + 1);
+	char *copy = fv__secure_alloc(len + 1);
 
 	if (copy) {
 		memcpy(copy, s, len);
@@ -70,49 +73,116 @@ static char *secret_dup(const char *s, size_t len)
 	return copy;
 }
 
+/*
+ * env: secrets leave the environment once read (a child process or
+ * /proc/PID/environ would show them), and their bytes are overwritten where
+ * they were: unsetenv only drops the pointer, and /proc/PID/environ shows
+ * the original block. A second resolution of the same name (a re-login, a
+ * second command in one process) is served from this list, on the secure
+ * heap.
+ */
+struct env_secret {
+	struct env_secret *next;
+	char *name;
+	char *value;                     /* secure heap */
+	size_t len;
+};
+
+static pthread_mutex_t env_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct env_secret *env_taken;
+
+static const struct env_secret *env_take(const char *name)
+{
+	struct env_secret *e;
+	const char *value;
+	size_t name_len = strlen(name);
+	char **env;
+
+	for (e = env_taken; e; e = e->next)
+		if (strcmp(e->name, name) == 0)
+			break;
+	/* Set (again) since it was taken: the new value wins. */
+	if (!(value = secure_getenv(name)))
+		return e;
+	if (e) {
+		fv__secure_free(e->value, e->len + 1);
+	} else {
+		if (!(e = calloc(1, sizeof(*e))) || !(e->name = strdup(name))) {
+			free(e);
+			return NULL;
+		}
+		e->next = env_taken;
+		env_taken = e;
+	}
+	e->len = strlen(value);
+	if (!(e->value = secret_dup(value, e->len))) {
+		e->len = 0;
+		return NULL;
+	}
+	/* Every NAME=... entry (execve allows duplicates), then the pointers. */
+	for (env = environ; env && *env; env++)
+		if (strncmp(*env, name, name_len) == 0 && (*env)[name_len] == '=')
+			OPENSSL_cleanse(*env + name_len + 1, strlen(*env + name_len + 1));
+	unsetenv(name);
+	return e;
+}
+
 static int resolve_env(char **out, size_t *out_len, const char *name,
                        const char *purpose)
 {
-	const char *value = getenv(name);
+	const struct env_secret *e;
+	int rc;
 
-	if (!value)
-		return fv__error_set(FV_ERR_SECRET,
+	pthread_mutex_lock(&env_lock);
+	e = env_take(name);
+	if (!e || !e->value) {
+		rc = secure_getenv(name) ? fv__error_nomem()
+		                         : fv__error_set(FV_ERR_SECRET,
 			"%s: environment variable %s is not set; export it or use another reference ("
 			REFERENCE_FORMS ")", purpose, name);
-	if (!*value) /* an export gone wrong, not a secret */
-		return fv__error_set(FV_ERR_SECRET,
+	} else if (!e->len) { /* an export gone wrong, not a secret */
+		rc = fv__error_set(FV_ERR_SECRET,
 			"%s: environment variable %s is set but empty; export the secret in it",
 			purpose, name);
-	*out_len = strlen(value);
-	*out = secret_dup(value, *out_len);
-	return *out ? FV_OK : fv__error_nomem();
+	} else {
+		*out_len = e->len;
+		*out = secret_dup(e->value, e->len);
+		rc = *out ? FV_OK : fv__error_nomem();
+	}
+	pthread_mutex_unlock(&env_lock);
+	return rc;
 }
 
 static int resolve_file(char **out, size_t *out_len, const char *path,
                         const char *purpose)
 {
-	char buf[SECRET_MAX + 1];
 	struct stat st;
+	char *buf;
 	ssize_t n;
 	size_t len = 0;
 	int fd, rc = FV_OK;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 && errno == ELOOP)
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fv__error_set(FV_ERR_SECRET, "%s: cannot open secret file '%s': %s",
-		                     purpose, path, strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return fv__error_set(FV_ERR_SECRET, "%s: secret file '%s' is not a regular file",
-		                     purpose, path);
+	/* The checks of a file we trust (owner, modes, directories as given and
+	 * as resolved, regular file opened without blocking: a FIFO is refused,
+	 * not waited on). A link is followed when it and its target pass them:
+	 * Kubernetes mounts secrets through links. */
+	if ((rc = fv__file_open_checked(path, "secret file", &fd)) != FV_OK) {
+		fv__error_prefix("%s", purpose);
+		/* Unsafe ownership or modes: a permission problem; missing or not
+		 * a regular file: a wrong reference. */
+		if (rc == FV_ERR_NOT_FOUND || (stat(path, &st) == 0 && !S_ISREG(st.st_mode)))
+			rc = FV_ERR_SECRET;
+		return fv__error_restatus(rc);
 	}
-	if (st.st_mode & S_IROTH) {
+	if (fstat(fd, &st) != 0 || (st.st_mode & S_IROTH)) {
 		close(fd);
 		return fv__error_set(FV_ERR_PERMISSION,
 			"%s: secret file '%s' is readable by others; fix with chmod o-rwx '%s'",
 			purpose, path, path);
+	}
+	if (!(buf = fv__secure_alloc(SECRET_MAX + 1))) {
+		close(fd);
+		return fv__error_nomem();
 	}
 	while (len < SECRET_MAX) {
 		n = read(fd, buf + len, SECRET_MAX - len);
@@ -130,15 +200,15 @@ static int resolve_file(char **out, size_t *out_len, const char *path,
 	*out_len = len;
 	if (!*out)
 		rc = fv__error_nomem();
-	OPENSSL_cleanse(buf, sizeof(buf));
+	fv__secure_free(buf, SECRET_MAX + 1);
 	return rc;
 }
 
 static int resolve_prompt(char **out, size_t *out_len, const char *purpose)
 {
-	char buf[SECRET_MAX + 2];
 	struct termios saved, quiet;
 	FILE *tty;
+	char *buf;
 	int rc = FV_OK, restored;
 	size_t len;
 
@@ -154,12 +224,16 @@ static int resolve_prompt(char **out, size_t *out_len, const char *purpose)
 			"%s: 'prompt' needs a terminal and there is none; use env:NAME or file:PATH instead",
 			purpose);
 	}
+	if (!(buf = fv__secure_alloc(SECRET_MAX + 2))) {
+		(void)fclose(tty);
+		return fv__error_nomem();
+	}
 	quiet = saved;
 	quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 	quiet.c_lflag |= ICANON;
 	fprintf(tty, "%s: ", purpose);
 	tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
-	if (!fgets(buf, sizeof(buf), tty)) {
+	if (!fgets(buf, SECRET_MAX + 2, tty)) {
 		rc = fv__error_set(FV_ERR_SECRET, "%s: nothing was entered", purpose);
 		buf[0] = '\0';
 	}
@@ -174,7 +248,7 @@ static int resolve_prompt(char **out, size_t *out_len, const char *purpose)
 		if (!*out)
 			rc = fv__error_nomem();
 	}
-	OPENSSL_cleanse(buf, sizeof(buf));
+	fv__secure_free(buf, SECRET_MAX + 2);
 	return rc;
 }
 
@@ -190,6 +264,7 @@ int fv_secret_resolve(char **out, size_t *out_len, const char *reference,
 		purpose = "secret";
 	if (fv_secret_check_reference(reference) != FV_OK)
 		return fv__secret_check_field(reference, purpose);
+	fv__process_harden();
 	if (strncmp(reference, "env:", 4) == 0)
 		return resolve_env(out, out_len ? out_len : &len, reference + 4, purpose);
 	if (strncmp(reference, "file:", 5) == 0)
@@ -201,7 +276,8 @@ void fv_secret_free(char *secret, size_t len)
 {
 	if (!secret)
 		return;
-	/* len may be short if the caller lost track: wipe through the NUL too. */
-	OPENSSL_cleanse(secret, len > strlen(secret) ? len : strlen(secret));
-	free(secret);
+	/* len may be short if the caller lost track: wipe through the NUL too.
+	 * Secure-heap blocks are wiped whole; others (an older caller's own
+	 * allocation) are wiped for this length and freed. */
+	fv__secure_free(secret, len > strlen(secret) ? len : strlen(secret));
 }

@@ -10,12 +10,27 @@
 #include "serve_internal.h"
 
 static const char *const serve_fields[] = {
-	"listen", "cert", "key", "path", "keys", "app_secrets", "upstream",
-	"upstream_timeout_ms", "max_body_bytes", "max_connections",
-	"request_timeout_s", "threads", NULL
+	"listen", "admin_listen", "cert", "key", "path", "keys", "app_secrets",
+	"allow_unsigned", "upstream", "upstream_timeout_ms", "max_body_bytes",
+	"max_connections", "request_timeout_s", "threads", "isolation", "workers",
+	"user", "pid_file", "log_format", NULL
 };
 
 #define MAX_APP_SECRETS 2
+
+/* "listen, admin_listen, ...": for the unknown-field message. */
+static const char *known_fields(void)
+{
+	static char list[512];
+	size_t i, used = 0;
+
+	if (list[0])
+		return list;
+	for (i = 0; serve_fields[i] && used < sizeof(list); i++)
+		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",
+		                         serve_fields[i]);
+	return list;
+}
 
 void fv__serve_config_clear(struct serve_config *cfg)
 {
@@ -25,6 +40,8 @@ void fv__serve_config_clear(struct serve_config *cfg)
 		return;
 	free(cfg->listen);
 	free(cfg->host);
+	free(cfg->admin_listen);
+	free(cfg->admin_host);
 	free(cfg->cert_path);
 	free(cfg->key_path);
 	free(cfg->path);
@@ -35,6 +52,8 @@ void fv__serve_config_clear(struct serve_config *cfg)
 		free(cfg->app_secrets[i]);
 	free(cfg->app_secrets);
 	free(cfg->upstream);
+	free(cfg->user);
+	free(cfg->pid_file);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -64,7 +83,7 @@ static int want_int(long long *out, json_object *v, const char *where,
 
 /* "host:port", "[v6]:port". */
 static int parse_listen(char **host, unsigned int *port, const char *s,
-                        const char *where)
+                        const char *where, const char *field)
 {
 	const char *colon, *h = s;
 	size_t hlen;
@@ -97,8 +116,8 @@ static int parse_listen(char **host, unsigned int *port, const char *s,
 	return FV_OK;
 bad:
 	return fv__error_set(FV_ERR_CONFIG,
-		"%s.listen: '%s' is not HOST:PORT (for example \"127.0.0.1:8080\" or \"[::1]:8080\")",
-		where, s);
+		"%s.%s: '%s' is not HOST:PORT (for example \"127.0.0.1:8080\" or \"[::1]:8080\")",
+		where, field, s);
 }
 
 static int string_list(char ***out, size_t *count, json_object *v, const char *where,
@@ -199,9 +218,7 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 			known |= strcmp(serve_fields[i], name) == 0;
 		if (!known)
 			return fv__error_set(FV_ERR_CONFIG,
-				"%s.%s: unknown field (known fields: listen, cert, key, path, keys, "
-				"app_secrets, upstream, upstream_timeout_ms, max_body_bytes, "
-				"max_connections, request_timeout_s, threads)", where, name);
+				"%s.%s: unknown field (known fields: %s)", where, name, known_fields());
 	}
 
 	cfg.upstream_timeout_ms = SERVE_DEFAULT_UPSTREAM_TIMEOUT_MS;
@@ -209,6 +226,7 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 	cfg.max_connections = SERVE_DEFAULT_MAX_CONNECTIONS;
 	cfg.request_timeout_s = SERVE_DEFAULT_REQUEST_TIMEOUT_S;
 	cfg.threads = SERVE_DEFAULT_THREADS;
+	cfg.workers = SERVE_DEFAULT_WORKERS;
 
 	{
 		const char *listen = SERVE_DEFAULT_LISTEN;
@@ -218,12 +236,40 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 				goto out;
 			listen = json_object_get_string(v);
 		}
-		if ((rc = parse_listen(&cfg.host, &cfg.port, listen, where)) != FV_OK)
+		if ((rc = parse_listen(&cfg.host, &cfg.port, listen, where, "listen")) != FV_OK)
 			goto out;
 		if (!(cfg.listen = strdup(listen))) {
 			rc = fv__error_nomem();
 			goto out;
 		}
+	}
+
+	{
+		const char *admin = SERVE_DEFAULT_ADMIN_LISTEN;
+
+		if (json_object_object_get_ex(section, "admin_listen", &v)) {
+			if ((rc = want_string(v, where, "admin_listen")) != FV_OK)
+				goto out;
+			admin = json_object_get_string(v);
+		}
+		if (strcmp(admin, "off") != 0) {
+			if ((rc = parse_listen(&cfg.admin_host, &cfg.admin_port, admin, where,
+			                       "admin_listen")) != FV_OK)
+				goto out;
+			if (!(cfg.admin_listen = strdup(admin))) {
+				rc = fv__error_nomem();
+				goto out;
+			}
+		}
+	}
+
+	if (cfg.admin_listen && cfg.admin_port && cfg.admin_port == cfg.port &&
+	    strcmp(cfg.admin_host, cfg.host) == 0) {
+		rc = fv__error_set(FV_ERR_CONFIG,
+			"%s.admin_listen: '%s' is the Flows address too; give /healthz and /metrics "
+			"their own port (default %s) or \"off\"", where, cfg.admin_listen,
+			SERVE_DEFAULT_ADMIN_LISTEN);
+		goto out;
 	}
 
 	json_object_object_get_ex(section, "cert", &cert);
@@ -278,6 +324,12 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 	}
 	if ((rc = string_list(&cfg.keys, &cfg.key_count, v, where, "keys", 0, 0)) != FV_OK)
 		goto out;
+	if (cfg.key_count > SERVE_MAX_KEYS) {
+		rc = fv__error_set(FV_ERR_CONFIG,
+			"%s.keys: %zu keys; at most %d (the current key and those kept while rotating)",
+			where, cfg.key_count, SERVE_MAX_KEYS);
+		goto out;
+	}
 	if (cfg.key_count == 0) {
 		rc = fv__error_set(FV_ERR_CONFIG,
 			"%s.keys: empty; name at least one key from \"keys\"", where);
@@ -290,6 +342,15 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 	    (rc = string_list(&cfg.app_secrets, &cfg.app_secret_count, v, where,
 	                      "app_secrets", MAX_APP_SECRETS, 1)) != FV_OK)
 		goto out;
+
+	if (json_object_object_get_ex(section, "allow_unsigned", &v)) {
+		if (!json_object_is_type(v, json_type_boolean)) {
+			rc = fv__error_set(FV_ERR_CONFIG, "%s.allow_unsigned: expected true or false",
+			                   where);
+			goto out;
+		}
+		cfg.allow_unsigned = json_object_get_boolean(v);
+	}
 
 	if (json_object_object_get_ex(section, "upstream", &v)) {
 		const char *url;
@@ -335,6 +396,61 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 			goto out;
 		cfg.threads = (unsigned int)n;
 	}
+	if (json_object_object_get_ex(section, "workers", &v)) {
+		if ((rc = want_int(&n, v, where, "workers", 1, 64)) != FV_OK)
+			goto out;
+		cfg.workers = (unsigned int)n;
+	}
+	if (json_object_object_get_ex(section, "isolation", &v)) {
+		const char *iso;
+
+		if ((rc = want_string(v, where, "isolation")) != FV_OK)
+			goto out;
+		iso = json_object_get_string(v);
+		if (strcmp(iso, "separated") == 0) {
+			cfg.isolation = SERVE_SEPARATED;
+		} else if (strcmp(iso, "none") == 0) {
+			cfg.isolation = SERVE_SINGLE_PROCESS;
+		} else {
+			rc = fv__error_set(FV_ERR_CONFIG, "%s.isolation: '%s' is not \"separated\" "
+			                   "(the default) or \"none\"", where, iso);
+			goto out;
+		}
+	}
+	if (json_object_object_get_ex(section, "log_format", &v)) {
+		const char *fmt;
+
+		if ((rc = want_string(v, where, "log_format")) != FV_OK)
+			goto out;
+		fmt = json_object_get_string(v);
+		if (strcmp(fmt, "text") == 0) {
+			cfg.log_format = SERVE_LOG_TEXT;
+		} else if (strcmp(fmt, "json") == 0) {
+			cfg.log_format = SERVE_LOG_JSON;
+		} else {
+			rc = fv__error_set(FV_ERR_CONFIG, "%s.log_format: '%s' is not \"text\" (the "
+			                   "default) or \"json\"", where, fmt);
+			goto out;
+		}
+	}
+	if (json_object_object_get_ex(section, "user", &v)) {
+		if ((rc = want_string(v, where, "user")) != FV_OK)
+			goto out;
+		if (!(cfg.user = strdup(json_object_get_string(v)))) {
+			rc = fv__error_nomem();
+			goto out;
+		}
+	}
+	if (json_object_object_get_ex(section, "pid_file", &v)) {
+		if ((rc = want_string(v, where, "pid_file")) != FV_OK)
+			goto out;
+		cfg.pid_file = ctx ? fv__config_resolve_path(ctx, json_object_get_string(v))
+		                   : strdup(json_object_get_string(v));
+		if (!cfg.pid_file) {
+			rc = fv__error_nomem();
+			goto out;
+		}
+	}
 out:
 	if (rc != FV_OK || !out)
 		fv__serve_config_clear(&cfg);
@@ -346,4 +462,14 @@ out:
 int fv__serve_config_check(const fv_context *ctx, json_object *section, const char *where)
 {
 	return fv__serve_config_parse(NULL, section, where, ctx);
+}
+
+int fv__serve_config_signing(const struct serve_config *cfg, const char *where)
+{
+	if (cfg->app_secret_count || cfg->allow_unsigned)
+		return FV_OK;
+	return fv__error_set(FV_ERR_CONFIG,
+		"%s.app_secrets: missing; add the Meta app's secret, e.g. \"app_secrets\": "
+		"[\"env:WHATSAPP_APP_SECRET\"], so that only WhatsApp can reach the key (or "
+		"\"allow_unsigned\": true to serve unsigned requests, for tests only)", where);
 }

@@ -45,7 +45,8 @@ FV_PORT=$(free_port)
 THREADS=$(nproc)
 cat >"$T/config.json" <<JSON
 {"keys": {"bench": {"provider": "pem", "path": "key.pem"}},
- "serve": {"listen": "127.0.0.1:$FV_PORT", "keys": ["bench"], "threads": $THREADS}}
+ "serve": {"listen": "127.0.0.1:$FV_PORT", "admin_listen": "off", "keys": ["bench"],
+           "allow_unsigned": true, "threads": $THREADS}}
 JSON
 chmod 600 "$T/config.json"
 "$FV" --config "$T/config.json" pubkey bench >"$T/pub.pem"
@@ -84,13 +85,51 @@ wrk_run() {
 	printf '  %-28s %10s req/s   p50 %-9s p99 %s\n' "$1" "$RPS" "$P50" "$P99"
 }
 
+# cpu_ticks PID: user+system clock ticks of PID and its children (all threads).
+cpu_ticks() {
+	local p total=0
+	for p in "$1" $(pgrep -P "$1"); do
+		total=$((total + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$total"
+}
+# serve_run NAME ISOLATION: serve with that isolation under wrk; sets RPS,
+# P50, P99 and PER_CPU (requests per CPU second of all serve's processes).
+serve_run() {
+	local pid before after ticks
+	cat >"$T/config.json" <<JSON
+{"keys": {"bench": {"provider": "pem", "path": "key.pem"}},
+ "serve": {"listen": "127.0.0.1:$FV_PORT", "admin_listen": "off", "keys": ["bench"],
+           "allow_unsigned": true, "threads": $THREADS, "isolation": "$2"}}
+JSON
+	"$FV" -q --config "$T/config.json" serve &
+	pid=$!
+	pids+=("$pid")
+	wait_port "$FV_PORT"
+	sleep 0.5
+	before=$(cpu_ticks "$pid")
+	wrk_run "$1" "$FV_PORT"
+	after=$(cpu_ticks "$pid")
+	ticks=$((after - before))
+	PER_CPU=$(awk -v r="$RPS" -v s="$SECONDS_EACH" -v t="$ticks" -v hz="$(getconf CLK_TCK)" \
+		'BEGIN { printf "%.0f", r * s / (t / hz) }')
+	printf '  %-28s %10s requests per CPU second (all its processes)\n' "" "$PER_CPU"
+	kill -TERM "$pid"; wait "$pid" || true
+}
+
 echo "== serve under load: ping requests, wrk -c$CONNS, ${SECONDS_EACH}s each"
-"$FV" -q --config "$T/config.json" serve &
-pids+=($!)
-wait_port "$FV_PORT"
-wrk_run "flowvault serve ($THREADS threads)" "$FV_PORT"
-FV_RPS=$RPS
-kill -TERM "${pids[-1]}"; wait "${pids[-1]}" || true
+serve_run "serve, isolation none" none
+NONE_RPS=$RPS NONE_P99=$P99 NONE_CPU=$PER_CPU
+serve_run "serve, separated (default)" separated
+FV_RPS=$RPS SEP_P99=$P99 SEP_CPU=$PER_CPU
+# wrk prints latencies with units (us, ms, s): compare in microseconds.
+to_us() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) print n; else if (v ~ /ms$/) print n * 1000; else print n * 1e6 }'; }
+printf '  RATIO separated / none requests/s   : %s (target >= 0.90)\n' "$(ratio "$FV_RPS" "$NONE_RPS")"
+printf '  RATIO separated / none p99 latency  : %s (target <= 1.20)\n' \
+	"$(ratio "$(to_us "$SEP_P99")" "$(to_us "$NONE_P99")")"
+printf '  RATIO separated serve / openssl speed, per CPU s : %s (target >= 0.85)\n' \
+	"$(ratio "$SEP_CPU" "$OPENSSL_CPU")"
+printf '  RATIO isolation none / openssl speed, per CPU s  : %s\n' "$(ratio "$NONE_CPU" "$OPENSSL_CPU")"
 
 NODE_PORT=$(free_port)
 node "$HERE/node_server.js" "$NODE_PORT" "$T/key.pem" &

@@ -5,6 +5,11 @@
  *
  *   p11-bench CONFIG KEY CIPHERTEXT MODULE INIT_ARGS TOKEN LABEL PINFILE
  *             MECH SECONDS THREADS
+ *   p11-bench --compare DIRECT_CONFIG REMOTE_CONFIG KEY CIPHERTEXT SECONDS THREADS
+ *
+ * The second form compares flowvault with the same token reached two ways
+ * (e.g. loaded directly, and through p11-kit-client.so and a p11-kit
+ * server), phases alternating the same way.
  *
  * MECH is "token" (CKM_RSA_PKCS_OAEP, SHA-256) or "host" (CKM_RSA_X_509:
  * what flowvault sends when it removes the padding itself). INIT_ARGS may be
@@ -224,15 +229,80 @@ static double fv_phase(struct bench *b)
 	return rate;
 }
 
+static int read_cipher(struct bench *b, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+
+	if (!f) {
+		perror(path);
+		return 1;
+	}
+	b->cipher_len = fread(b->cipher, 1, sizeof(b->cipher), f);
+	if (ferror(f) || b->cipher_len == 0) {
+		fprintf(stderr, "p11-bench: cannot read a ciphertext from %s\n", path);
+		(void)fclose(f);
+		return 1;
+	}
+	(void)fclose(f); /* read-only: nothing to lose on close */
+	return 0;
+}
+
+/* SECONDS and THREADS arguments, as both forms take them. */
+static int parse_run(struct bench *b, const char *seconds, const char *threads)
+{
+	char *end;
+	long n;
+
+	b->seconds = strtod(seconds, &end);
+	if (end == seconds || *end || !(b->seconds > 0)) {
+		fprintf(stderr, "p11-bench: SECONDS must be a positive number, not '%s'\n", seconds);
+		return 2;
+	}
+	n = strtol(threads, &end, 10);
+	if (end == threads || *end || n < 1 || n > 16) {
+		fprintf(stderr, "p11-bench: THREADS must be 1..16, not '%s'\n", threads);
+		return 2;
+	}
+	b->threads = (int)n;
+	return 0;
+}
+
+static int compare(int argc, char **argv)
+{
+	struct bench b;
+	double direct = 0, remote = 0, r;
+	int round;
+
+	if (argc != 8) {
+		fprintf(stderr, "usage: %s --compare DIRECT_CONFIG REMOTE_CONFIG KEY CIPHERTEXT SECONDS THREADS\n",
+		        argv[0]);
+		return 2;
+	}
+	memset(&b, 0, sizeof(b));
+	b.key_name = argv[4];
+	if (parse_run(&b, argv[6], argv[7]) || read_cipher(&b, argv[5]))
+		return 2;
+	for (round = 0; round < 2; round++) {
+		b.config = argv[2];
+		r = fv_phase(&b);
+		direct = r > direct ? r : direct;
+		b.config = argv[3];
+		r = fv_phase(&b);
+		remote = r > remote ? r : remote;
+	}
+	printf("threads=%d  direct %8.1f/s  remote %8.1f/s  ratio remote/direct %.3f\n",
+	       b.threads, direct, remote, remote / direct);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct bench b;
 	double raw = 0, fv = 0, r;
-	char *end;
-	long threads;
-	FILE *f;
 	int round;
 
+	if (argc > 1 && strcmp(argv[1], "--compare") == 0)
+		return compare(argc, argv);
 	if (argc != 12) {
 		fprintf(stderr, "usage: %s CONFIG KEY CIPHERTEXT MODULE INIT_ARGS TOKEN LABEL PINFILE token|host SECONDS THREADS\n", argv[0]);
 		return 2;
@@ -246,29 +316,10 @@ int main(int argc, char **argv)
 	b.label = argv[7];
 	b.pinfile = argv[8];
 	b.token_oaep = strcmp(argv[9], "token") == 0;
-	b.seconds = strtod(argv[10], &end);
-	if (end == argv[10] || *end || !(b.seconds > 0)) {
-		fprintf(stderr, "p11-bench: SECONDS must be a positive number, not '%s'\n", argv[10]);
+	if (parse_run(&b, argv[10], argv[11]))
 		return 2;
-	}
-	threads = strtol(argv[11], &end, 10);
-	if (end == argv[11] || *end || threads < 1 || threads > 16) {
-		fprintf(stderr, "p11-bench: THREADS must be 1..16, not '%s'\n", argv[11]);
-		return 2;
-	}
-	b.threads = (int)threads;
-	f = fopen(argv[3], "rb");
-	if (!f) {
-		perror(argv[3]);
+	if (read_cipher(&b, argv[3]))
 		return 1;
-	}
-	b.cipher_len = fread(b.cipher, 1, sizeof(b.cipher), f);
-	if (ferror(f) || b.cipher_len == 0) {
-		fprintf(stderr, "p11-bench: cannot read a ciphertext from %s\n", argv[3]);
-		(void)fclose(f);
-		return 1;
-	}
-	(void)fclose(f); /* read-only: nothing to lose on close */
 
 	for (round = 0; round < 2; round++) {
 		r = raw_phase(&b);

@@ -2,7 +2,10 @@
 # Decrypts per second through flowvault's pkcs11 plugin against a raw
 # C_Decrypt loop with the same token, key and mechanism, 1 and 2 threads,
 # on SoftHSM2 (raw RSA + host OAEP) and NSS softokn (OAEP in the token).
-# Prints the ratios (flowvault / raw; the target is >= 0.95).
+# Prints the ratios (flowvault / raw; the target is >= 0.95). Then the same
+# SoftHSM2 token through p11-kit remoting (p11-kit-client.so against a
+# `p11-kit server` on a Unix socket) against loading it directly: the ratio
+# remote / direct is the cost of the network-HSM path.
 #   bench/pkcs11/run.sh [BUILD_DIR] [SECONDS]
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
@@ -12,7 +15,8 @@ FV="$BUILD/bin/flowvault"
 BENCH="$BUILD/bench/p11-bench"
 [ -x "$BENCH" ] || { echo "build first: cmake --build $BUILD (target p11-bench)" >&2; exit 2; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/fvbench.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+SERVER_PGID=
+trap '[ -n "$SERVER_PGID" ] && kill -- -"$SERVER_PGID" 2>/dev/null; rm -rf "$T"' EXIT
 chmod 700 "$T"
 unset FLOWVAULT_CONFIG
 export FLOWVAULT_PLUGIN_PATH="$BUILD/lib/flowvault/plugins"
@@ -40,6 +44,22 @@ for threads in 1 2; do
 	"$BENCH" "$T/hsm.json" bench "$T/hsm.bin" "$M" "" bench bench-key "$T/hsm-pin" host \
 		"$SECONDS_PER_PHASE" "$threads"
 done
+
+echo "== SoftHSM2 through p11-kit-client.so and p11-kit server vs directly"
+setsid p11-kit server -f -n "$T/hsm.sock" --provider "$M" "pkcs11:token=bench" \
+	>/dev/null 2>"$T/server.err" &
+SERVER_PGID=$!
+for _ in $(seq 100); do [ -S "$T/hsm.sock" ] && break; sleep 0.1; done
+export P11_KIT_SERVER_ADDRESS="unix:path=$T/hsm.sock"
+sed "s#\"module\": \"$M\"#\"module\": \"/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so\"#" \
+	"$T/hsm.json" >"$T/remote.json"
+chmod 600 "$T/remote.json"
+for threads in 1 2; do
+	"$BENCH" --compare "$T/hsm.json" "$T/remote.json" bench "$T/hsm.bin" \
+		"$SECONDS_PER_PHASE" "$threads"
+done
+kill -- -"$SERVER_PGID"
+SERVER_PGID=
 
 echo "== NSS softokn: CKM_RSA_PKCS_OAEP with SHA-256 in the token"
 mkdir -p "$T/nssdb"

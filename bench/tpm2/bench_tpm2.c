@@ -1,14 +1,22 @@
 /*
- * bench-tpm2: RSA-OAEP-SHA256 decryptions per second through flowvault
- * (fv_key_decrypt -> tpm2 plugin -> TPM) against a bare Esys_RSA_Decrypt
- * loop on the same TPM key, in one run.
+ * bench-tpm2: RSA-OAEP-SHA256 decryptions per second on one TPM key, three
+ * ways in one run:
+ *   - flowvault (fv_key_decrypt -> tpm2 plugin -> TPM), which decrypts in a
+ *     salted HMAC session with response parameter encryption;
+ *   - a bare Esys_RSA_Decrypt loop in the same kind of session (salted to
+ *     an owner-hierarchy ECC primary, AES-128-CFB response encryption);
+ *   - a bare Esys_RSA_Decrypt loop with a password session, which returns
+ *     the plain text in the clear (what flowvault did before sessions).
+ * It prints the cost of the session (session / clear) and flowvault's own
+ * overhead (flowvault / bare loop in a session).
  *
  *   bench-tpm2 CONFIG KEY TCTI HANDLE [SECONDS] [ROUNDS]
  *
- * KEY must be a tpm2 key at persistent HANDLE, so both sides make the TPM
- * do exactly the same work. The two sides alternate in ROUNDS rounds of
- * SECONDS / (2 * ROUNDS) each, in ABBA order, so drift in the TPM's speed
- * (or in the machine's load) hits both alike.
+ * KEY must be a tpm2 key at persistent HANDLE (no auth value), so every
+ * side makes the TPM do the same decryption. The sides take turns in
+ * ROUNDS rounds of SECONDS / (3 * ROUNDS) each, in an order that rotates
+ * and reverses from round to round, so drift in the TPM's speed (or in the
+ * machine's load) hits all alike.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,22 +71,73 @@ static int encrypt_to(const unsigned char *der, size_t der_len, const unsigned c
 	return ok ? 0 : -1;
 }
 
+enum side { SIDE_FV, SIDE_SESSION, SIDE_CLEAR, SIDES };
+
+/* A salted HMAC session with response encryption, as the plugin makes it,
+ * salted to an ECC primary that is flushed right after. */
+static int salted_session(ESYS_CONTEXT *esys, ESYS_TR *session)
+{
+	const TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_AES, .keyBits = { .aes = 128 },
+	                           .mode = { .aes = TPM2_ALG_CFB } };
+	TPM2B_SENSITIVE_CREATE sensitive;
+	TPM2B_PUBLIC tmpl;
+	TPM2B_DATA outside = { .size = 0 };
+	TPML_PCR_SELECTION pcrs = { .count = 0 };
+	ESYS_TR primary = ESYS_TR_NONE;
+	TSS2_RC r;
+
+	memset(&sensitive, 0, sizeof(sensitive));
+	memset(&tmpl, 0, sizeof(tmpl));
+	tmpl.publicArea.type = TPM2_ALG_ECC;
+	tmpl.publicArea.nameAlg = TPM2_ALG_SHA256;
+	tmpl.publicArea.objectAttributes =
+		TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT |
+		TPMA_OBJECT_NODA | TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+		TPMA_OBJECT_SENSITIVEDATAORIGIN;
+	tmpl.publicArea.parameters.eccDetail.symmetric = (TPMT_SYM_DEF_OBJECT){
+		.algorithm = TPM2_ALG_AES, .keyBits = { .aes = 128 }, .mode = { .aes = TPM2_ALG_CFB } };
+	tmpl.publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
+	tmpl.publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+	tmpl.publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+	r = Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+	                       ESYS_TR_NONE, &sensitive, &tmpl, &outside, &pcrs, &primary, NULL,
+	                       NULL, NULL, NULL);
+	if (r)
+		return die_tss("Esys_CreatePrimary", r);
+	r = Esys_StartAuthSession(esys, primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+	                          ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256,
+	                          session);
+	Esys_FlushContext(esys, primary);
+	if (r)
+		return die_tss("Esys_StartAuthSession", r);
+	r = Esys_TRSess_SetAttributes(esys, *session,
+	                              TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_ENCRYPT, 0xff);
+	if (r)
+		return die_tss("Esys_TRSess_SetAttributes", r);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const unsigned char msg[32] = "flows AES-128 key + IV payload";
+	static const char *const names[SIDES] = {
+		"flowvault (fv_key_decrypt):       ",
+		"raw, salted encrypted session:    ",
+		"raw, password session (clear):    ",
+	};
 	unsigned char cipher[512], plain[512];
 	size_t cipher_len = sizeof(cipher), plain_len;
 	unsigned char *der = NULL;
 	size_t der_len = 0;
-	double seconds = argc > 5 ? strtod(argv[5], NULL) : 20.0, slice, t0, fv_time = 0,
-	       raw_time = 0;
-	int rounds = argc > 6 ? (int)strtol(argv[6], NULL, 10) : 20, i;
-	long fv_ops = 0, raw_ops = 0;
+	double seconds = argc > 5 ? strtod(argv[5], NULL) : 20.0, slice, t0,
+	       spent[SIDES] = { 0 }, rate[SIDES], total = 0;
+	int rounds = argc > 6 ? (int)strtol(argv[6], NULL, 10) : 20, k, j;
+	long ops[SIDES] = { 0 };
 	fv_context *fctx = NULL;
 	fv_key *key = NULL;
 	TSS2_TCTI_CONTEXT *tcti = NULL;
 	ESYS_CONTEXT *esys = NULL;
-	ESYS_TR key_tr = ESYS_TR_NONE;
+	ESYS_TR key_tr = ESYS_TR_NONE, session = ESYS_TR_NONE;
 	TPM2B_PUBLIC_KEY_RSA in;
 	TPM2B_PUBLIC_KEY_RSA *out = NULL;
 	TPMT_RSA_DECRYPT scheme;
@@ -92,7 +151,7 @@ int main(int argc, char **argv)
 	memset(&scheme, 0, sizeof(scheme));
 	scheme.scheme = TPM2_ALG_OAEP;
 	scheme.details.oaep.hashAlg = TPM2_ALG_SHA256;
-	slice = seconds / (2.0 * rounds);
+	slice = seconds / (3.0 * rounds);
 
 	if (fv_context_open(&fctx, argv[1], 0) != FV_OK)
 		return die_fv("configuration");
@@ -115,10 +174,12 @@ int main(int argc, char **argv)
 	                          ESYS_TR_NONE, ESYS_TR_NONE, &key_tr);
 	if (r)
 		return die_tss("persistent handle", r);
+	if (salted_session(esys, &session) != 0)
+		return 1;
 	in.size = (UINT16)cipher_len;
 	memcpy(in.buffer, cipher, cipher_len);
 
-	/* Both sides must decrypt correctly before anything is timed. */
+	/* Every side must decrypt correctly before anything is timed. */
 	plain_len = sizeof(plain);
 	if (fv_key_decrypt(plain, &plain_len, key, cipher, cipher_len) != FV_OK)
 		return die_fv("decrypt");
@@ -126,51 +187,58 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench-tpm2: flowvault decrypted something else\n");
 		return 1;
 	}
-	r = Esys_RSA_Decrypt(esys, key_tr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &in,
-	                     &scheme, &label, &out);
-	if (r)
-		return die_tss("Esys_RSA_Decrypt", r);
-	if (out->size != sizeof(msg) || memcmp(out->buffer, msg, sizeof(msg)) != 0) {
-		fprintf(stderr, "bench-tpm2: Esys_RSA_Decrypt decrypted something else\n");
-		return 1;
-	}
-	Esys_Free(out);
-
-	/* ABBA order: neither side always runs first in a round. */
-	for (i = 0; i < 2 * rounds; i++) {
-		int fv_side = (i % 4 == 0 || i % 4 == 3);
-
-		t0 = now();
-		do {
-			if (fv_side) {
-				plain_len = sizeof(plain);
-				if (fv_key_decrypt(plain, &plain_len, key, cipher, cipher_len) != FV_OK)
-					return die_fv("decrypt");
-				fv_ops++;
-			} else {
-				r = Esys_RSA_Decrypt(esys, key_tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-				                     ESYS_TR_NONE, &in, &scheme, &label, &out);
-				if (r)
-					return die_tss("Esys_RSA_Decrypt", r);
-				Esys_Free(out);
-				raw_ops++;
-			}
-		} while (now() - t0 < slice);
-		if (fv_side)
-			fv_time += now() - t0;
-		else
-			raw_time += now() - t0;
+	for (j = SIDE_SESSION; j <= SIDE_CLEAR; j++) {
+		r = Esys_RSA_Decrypt(esys, key_tr, j == SIDE_SESSION ? session : ESYS_TR_PASSWORD,
+		                     ESYS_TR_NONE, ESYS_TR_NONE, &in, &scheme, &label, &out);
+		if (r)
+			return die_tss("Esys_RSA_Decrypt", r);
+		if (out->size != sizeof(msg) || memcmp(out->buffer, msg, sizeof(msg)) != 0) {
+			fprintf(stderr, "bench-tpm2: Esys_RSA_Decrypt decrypted something else\n");
+			return 1;
+		}
+		Esys_Free(out);
 	}
 
-	printf("TPM RSA-2048 OAEP-SHA256 decryptions, %d alternating rounds, %.1f s in all\n",
-	       rounds, fv_time + raw_time);
-	printf("  flowvault (fv_key_decrypt):  %8.1f /s  (%ld in %.2f s)\n", fv_ops / fv_time,
-	       fv_ops, fv_time);
-	printf("  raw Esys_RSA_Decrypt loop:   %8.1f /s  (%ld in %.2f s)\n", raw_ops / raw_time,
-	       raw_ops, raw_time);
-	printf("  ratio flowvault / raw:       %8.3f  (target >= 0.95)\n",
-	       (fv_ops / fv_time) / (raw_ops / raw_time));
+	for (k = 0; k < rounds; k++) {
+		for (j = 0; j < SIDES; j++) {
+			/* Rotate the order each round, and reverse it every other one. */
+			int side = (k + (k % 2 ? SIDES - 1 - j : j)) % SIDES;
 
+			t0 = now();
+			do {
+				if (side == SIDE_FV) {
+					plain_len = sizeof(plain);
+					if (fv_key_decrypt(plain, &plain_len, key, cipher, cipher_len) != FV_OK)
+						return die_fv("decrypt");
+				} else {
+					r = Esys_RSA_Decrypt(esys, key_tr,
+					                     side == SIDE_SESSION ? session : ESYS_TR_PASSWORD,
+					                     ESYS_TR_NONE, ESYS_TR_NONE, &in, &scheme, &label,
+					                     &out);
+					if (r)
+						return die_tss("Esys_RSA_Decrypt", r);
+					Esys_Free(out);
+				}
+				ops[side]++;
+			} while (now() - t0 < slice);
+			spent[side] += now() - t0;
+		}
+	}
+
+	for (j = 0; j < SIDES; j++) {
+		rate[j] = ops[j] / spent[j];
+		total += spent[j];
+	}
+	printf("TPM RSA-2048 OAEP-SHA256 decryptions, %d rotating rounds, %.1f s in all\n",
+	       rounds, total);
+	for (j = 0; j < SIDES; j++)
+		printf("  %s %8.1f /s  (%ld in %.2f s)\n", names[j], rate[j], ops[j], spent[j]);
+	printf("  ratio session / clear (raw):       %8.3f  (the cost of the encrypted session)\n",
+	       rate[SIDE_SESSION] / rate[SIDE_CLEAR]);
+	printf("  ratio flowvault / raw session:     %8.3f  (target >= 0.95)\n",
+	       rate[SIDE_FV] / rate[SIDE_SESSION]);
+
+	Esys_FlushContext(esys, session);
 	Esys_TR_Close(esys, &key_tr);
 	Esys_Finalize(&esys);
 	Tss2_TctiLdr_Finalize(&tcti);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# TPM decryptions per second through flowvault against a raw
-# Esys_RSA_Decrypt loop, on one swtpm started here, printed as a ratio.
+# TPM decryptions per second through flowvault (salted session with response
+# encryption), a raw Esys_RSA_Decrypt loop in the same kind of session and a
+# raw loop in the clear, on one swtpm started here, printed as ratios.
 #   bench/tpm2/run.sh [BUILD_DIR] [SECONDS] [ROUNDS]
 # BUILD_DIR defaults to build/ next to this source tree; build it first
 # (cmake --build BUILD_DIR --target bench-tpm2 plugin_tpm2 flowvault-cli).

@@ -19,6 +19,7 @@
 #define FLOWVAULT_FLOW_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -88,6 +89,62 @@ FV_API int fv_flow_signature_check(const char *header, const void *body,
                                    size_t body_len, const void *secret,
                                    size_t secret_len);
 
+/* ---- Media uploads (PhotoPicker, DocumentPicker) ----
+ *
+ * A decrypted data-exchange request carries, per uploaded file,
+ * {"media_id", "cdn_url", "file_name", "encryption_metadata": {
+ * "encryption_key", "hmac_key", "iv", "encrypted_hash", "plaintext_hash"}}.
+ * The file at cdn_url is ciphertext || 10-byte MAC; these functions check
+ * SHA-256(file) against encrypted_hash, the first 10 bytes of
+ * HMAC-SHA256(hmac_key, iv || ciphertext) against the MAC (in constant
+ * time), decrypt AES-256-CBC with PKCS#7 padding, and check SHA-256(clear)
+ * against plaintext_hash: in one streaming pass. Verdicts come only from
+ * fv_media_final, in that order (FV_ERR_DECRYPT with the failed stage).
+ */
+typedef struct fv_media fv_media;
+
+/* Parse one media object (`len` bytes of JSON). The keys are copied into
+ * the verifier's contexts and wiped everywhere else. */
+FV_API int fv_media_open(fv_media **out, const char *json, size_t len);
+FV_API const char *fv_media_id(const fv_media *media);
+FV_API const char *fv_media_cdn_url(const fv_media *media);    /* NULL if absent */
+FV_API const char *fv_media_file_name(const fv_media *media);  /* NULL if absent */
+
+/* Where clear bytes go as they are decrypted; return FV_OK to go on. Clear
+ * bytes are not verified until fv_media_final succeeds: a sink that must
+ * not keep an unverified file writes somewhere it can discard. */
+typedef int (*fv_media_sink_fn)(void *arg, const void *clear, size_t len);
+
+/* Feed the downloaded file in pieces of any size. */
+FV_API int fv_media_update(fv_media *media, const void *data, size_t len,
+                           fv_media_sink_fn sink, void *arg);
+/* End of the file: FV_OK with the clear file's SHA-256 and size, or
+ * FV_ERR_DECRYPT naming the check that failed. */
+FV_API int fv_media_final(fv_media *media, fv_media_sink_fn sink, void *arg,
+                          unsigned char sha256[32], uint64_t *size);
+/* Wipes the keys. */
+FV_API void fv_media_free(fv_media *media);
+
+/* Downloading cdn_url: HTTPS only, peer verified, no redirects, the host in
+ * an allowlist, bounded in size and time. */
+#define FV_MEDIA_DEFAULT_MAX_BYTES (100ull * 1024 * 1024)
+#define FV_MEDIA_DEFAULT_TIMEOUT_MS 8000L
+typedef struct fv_media_fetch_options {
+	/* Host names; one starting with "." allows its subdomains. NULL: the
+	 * WhatsApp CDN ("mmg.whatsapp.net", ".whatsapp.net"). */
+	const char *const *allowed_hosts;
+	size_t allowed_count;
+	uint64_t max_bytes;      /* 0: FV_MEDIA_DEFAULT_MAX_BYTES */
+	long timeout_ms;         /* whole download; 0: FV_MEDIA_DEFAULT_TIMEOUT_MS */
+	const char *ca_file;     /* CA bundle to trust instead of the system's; NULL: the system's */
+} fv_media_fetch_options;
+
+/* Download the media's cdn_url into fv_media_update. Call fv_media_final
+ * afterwards for the verdict. FV_ERR_DECRYPT when the URL, host, size or a
+ * redirect is refused; FV_ERR_BACKEND when the download fails. */
+FV_API int fv_media_fetch(fv_media *media, const fv_media_fetch_options *options,
+                          fv_media_sink_fn sink, void *arg);
+
 /* ---- A request handler without sockets ----
  *
  * Everything `flowvault serve` does for one POST, as a pure function of the
@@ -139,14 +196,15 @@ typedef enum fv_flow_outcome {
 	FV_FLOW_UPSTREAM_ERROR,       /* 500: upstream down, slow, or bad answer */
 	FV_FLOW_NO_UPSTREAM,          /* 500: no upstream configured */
 	FV_FLOW_KEY_ERROR,            /* 500: a key backend failed */
-	FV_FLOW_INTERNAL_ERROR        /* 500: encryption failed, out of memory */
+	FV_FLOW_INTERNAL_ERROR,       /* 500: encryption failed, out of memory */
+	FV_FLOW_KEYS_UNAVAILABLE      /* 503: the server's key process is restarting */
 } fv_flow_outcome;
 
 /* A short name for an outcome ("answered", "ping", "bad-signature"...). */
 FV_API const char *fv_flow_outcome_name(int outcome);
 
 typedef struct fv_flow_reply {
-	int http_status;             /* 200, 421, 427, 432 or 500 */
+	int http_status;             /* 200, 421, 427, 432, 500 or 503 */
 	int outcome;                 /* an fv_flow_outcome */
 	char *body;                  /* NUL-terminated, "" for an empty body */
 	size_t body_len;
@@ -179,8 +237,22 @@ typedef struct fv_server fv_server;
  * Nothing listens yet. Errors name the JSON path.
  */
 FV_API int fv_server_new(fv_server **out, fv_context *ctx);
+/*
+ * What `flowvault serve --check` proves: bind and release serve.listen and
+ * serve.admin_listen, so that fv_server_start can bind them too.
+ */
+FV_API int fv_server_check(fv_server *server);
 /* Bind and start answering (libmicrohttpd thread pool). */
 FV_API int fv_server_start(fv_server *server);
+/*
+ * Start if needed, then serve until SIGTERM or SIGINT, which the caller
+ * must have blocked in every thread (sigprocmask before any thread starts):
+ * SIGHUP reloads the configuration the context was opened from (with
+ * serve.isolation "separated"), and systemd is told about readiness,
+ * reloads and the stop when it started the process (sd_notify). Returns
+ * after fv_server_shutdown.
+ */
+FV_API int fv_server_run(fv_server *server);
 /* The bound TCP port (useful with "listen": "127.0.0.1:0"), or 0. */
 FV_API unsigned int fv_server_port(const fv_server *server);
 /*

@@ -195,9 +195,13 @@ typedef struct fv_host {
 	 * given and as resolved, is checked the same way. `what` names the file
 	 * in messages ("PKCS#11 module"). On success *fd is an O_RDONLY |
 	 * O_CLOEXEC descriptor of the checked file: load "/proc/self/fd/<fd>"
-	 * (fv_host_fd_path below) so that the file checked is the file loaded,
-	 * then close it. FV_ERR_PERMISSION or FV_ERR_NOT_FOUND otherwise, with a
-	 * message that says what to fix.
+	 * (fv_host_fd_path below) so that the file checked is the file loaded.
+	 * Keep the descriptor open for as long as the module stays loaded and
+	 * close it only after unloading: the dynamic loader recognises a loaded
+	 * library by the name it was loaded under, so once the number is reused
+	 * "/proc/self/fd/<fd>" would name the old module instead of the new
+	 * file. FV_ERR_PERMISSION or FV_ERR_NOT_FOUND otherwise, with a message
+	 * that says what to fix.
 	 */
 	int (*file_open_checked)(const char *path, const char *what, int *fd);
 

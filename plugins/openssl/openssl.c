@@ -15,18 +15,23 @@
  * FV_ERR_UNSUPPORTED: falling back to another padding would break the Flows
  * protocol and weaken the key's use.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/provider.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 #include <openssl/store.h>
 #include <openssl/x509.h>
@@ -49,8 +54,12 @@ struct fv_instance {
 	struct engine_backend *engine;
 	OSSL_LIB_CTX *libctx;       /* providers mode only */
 	OSSL_PROVIDER **providers;  /* "default" first, then the configured ones */
+	const char **provider_names;/* configured name of each (borrowed from cfg) */
+	void **provider_dls;        /* dlopen handle of each checked module, or NULL */
+	int *provider_fds;          /* its checked descriptor, open while loaded, or -1 */
 	size_t provider_count;
 	char *store_propq;          /* "?provider=<first configured>" or NULL */
+	int allow_host_oaep;
 };
 
 struct fv_pkey {
@@ -66,7 +75,13 @@ struct fv_pkey {
 	 * are not all safe to call from two threads at once. */
 	int serialize;
 	pthread_mutex_t lock;
-	char info[128];
+	char info[256];
+	const char *backend;        /* "engine", "provider", "file" */
+	const char *oaep;           /* "host" when known or assumed, else NULL */
+	char location[512];
+	/* Health: the last time a self-made ciphertext decrypted (seconds,
+	 * CLOCK_MONOTONIC), to tell a bad ciphertext from a failing backend. */
+	long healthy_at;
 };
 
 static const fv_config_field config_fields[] = {
@@ -84,6 +99,9 @@ static const fv_config_field config_fields[] = {
 	{ "passphrase", FV_FIELD_SECRET, 0,
 	  "secret reference answering the backend's passphrase prompt "
 	  "(set pin or passphrase, not both)" },
+	{ "allow_host_oaep", FV_FIELD_BOOL, 0,
+	  "accept an ENGINE key although the ENGINE may remove the OAEP padding on "
+	  "this host (libp11 does when the token refuses OAEP-SHA256; default false)" },
 	{ NULL, 0, 0, NULL }
 };
 
@@ -159,7 +177,20 @@ static void instance_unref(fv_instance *inst)
 	/* Unload in reverse order: "default" last, as it was loaded first. */
 	for (i = inst->provider_count; i-- > 0;)
 		OSSL_PROVIDER_unload(inst->providers[i]);
+	OSSL_LIB_CTX_free(inst->libctx);
+	inst->libctx = NULL;
+	/* Only once OpenSSL let go of their code. */
+	for (i = 0; inst->provider_dls && i <= inst->provider_count; i++)
+		if (inst->provider_dls[i])
+			dlclose(inst->provider_dls[i]);
+	/* Then the descriptors: the loader knew each module by its name. */
+	for (i = 0; inst->provider_fds && i <= inst->provider_count; i++)
+		if (inst->provider_fds[i] >= 0)
+			close(inst->provider_fds[i]);
 	free(inst->providers);
+	free(inst->provider_names);
+	free(inst->provider_dls);
+	free(inst->provider_fds);
 	OSSL_LIB_CTX_free(inst->libctx);
 	free(inst->store_propq);
 	free(inst->secret_ref);
@@ -168,25 +199,122 @@ static void instance_unref(fv_instance *inst)
 	free(inst);
 }
 
+/* Where OpenSSL would look for provider `name`: $OPENSSL_MODULES (outside
+ * setuid programs, as OpenSSL) or its built-in directory. */
+static int provider_file(char *buf, size_t len, const char *name)
+{
+	const char *dir = secure_getenv("OPENSSL_MODULES");
+	const char *builtin = OpenSSL_version(OPENSSL_MODULES_DIR);
+	char unquoted[4096];
+	size_t n;
+
+	if (!dir || !dir[0]) {
+		const char *q = strchr(builtin, '"'); /* MODULESDIR: "..." */
+
+		if (!q)
+			return -1;
+		snprintf(unquoted, sizeof(unquoted), "%s", q + 1);
+		n = strlen(unquoted);
+		if (n && unquoted[n - 1] == '"')
+			unquoted[n - 1] = '\0';
+		dir = unquoted;
+	}
+	return snprintf(buf, len, "%s/%s.so", dir, name) < (int)len ? 0 : -1;
+}
+
+/*
+ * A configured provider is code run in this process: its module file is
+ * checked like flowvault's own plugins, opened once, and that descriptor is
+ * what gets loaded: we dlopen it and hand its OSSL_provider_init to our
+ * library context as a built-in under the provider's own name, so that
+ * OpenSSL never looks the name up on disk and "?provider=NAME" still works.
+ */
+static int load_one_provider(fv_instance *inst, const char *name, size_t index)
+{
+	char path[4096], fd_path[FV_HOST_FD_PATH_MAX], err[256];
+	OSSL_provider_init_fn *init;
+	size_t n = inst->provider_count;
+	int fd = -1, rc;
+
+	if (strchr(name, '/') || provider_file(path, sizeof(path), name) != 0)
+		return ossl_host->error(FV_ERR_CONFIG,
+			"%s.providers[%zu]: '%s' is not a provider name (e.g. \"tpm2\")",
+			inst->location, index, name);
+	if (!FV_HOST_HAS(ossl_host, file_open_checked))
+		return ossl_host->error(FV_ERR_PLUGIN,
+			"%s.providers[%zu]: this flowvault is too old to check provider files (provider ABI 1.1 needed)",
+			inst->location, index);
+	rc = ossl_host->file_open_checked(path, "OpenSSL provider", &fd);
+	if (rc == FV_ERR_NOT_FOUND)
+		return ossl_host->error(FV_ERR_BACKEND,
+			"%s.providers[%zu]: OpenSSL provider '%s' failed to load (no file '%s'); "
+			"install it (tpm2-openssl provides 'tpm2', which also needs "
+			"its TPM reachable: set TPM2OPENSSL_TCTI) or set "
+			"OPENSSL_MODULES to the directory holding %s.so",
+			inst->location, index, name, path, name);
+	if (rc != FV_OK)
+		return rc;
+	inst->provider_fds[n] = fd; /* open until the module is unloaded */
+	fv_host_fd_path(fd_path, fd);
+	inst->provider_dls[n] = dlopen(fd_path, RTLD_NOW | RTLD_LOCAL);
+	if (!inst->provider_dls[n])
+		return ossl_host->error(FV_ERR_BACKEND,
+			"%s.providers[%zu]: '%s' cannot be loaded (%s)", inst->location, index,
+			path, dlerror());
+	*(void **)&init = dlsym(inst->provider_dls[n], "OSSL_provider_init");
+	if (!init)
+		return ossl_host->error(FV_ERR_BACKEND,
+			"%s.providers[%zu]: '%s' is not an OpenSSL provider (no OSSL_provider_init)",
+			inst->location, index, path);
+	inst->provider_names[n] = name;
+	ERR_clear_error();
+	if (OSSL_PROVIDER_add_builtin(inst->libctx, name, init) != 1 ||
+	    !(inst->providers[n] = OSSL_PROVIDER_load(inst->libctx, name)))
+		return ossl_host->error(FV_ERR_BACKEND,
+			"%s.providers[%zu]: OpenSSL provider '%s' failed to load (%s); "
+			"install it (tpm2-openssl provides 'tpm2', which also needs "
+			"its TPM reachable: set TPM2OPENSSL_TCTI) or set "
+			"OPENSSL_MODULES to the directory holding %s.so",
+			inst->location, index, name, ossl_error_text(err, sizeof(err)), name);
+	inst->provider_count++;
+	if (!inst->store_propq) {
+		size_t len = strlen("?provider=") + strlen(name) + 1;
+
+		inst->store_propq = malloc(len);
+		if (!inst->store_propq)
+			return nomem(inst->location);
+		snprintf(inst->store_propq, len, "?provider=%s", name);
+	}
+	return FV_OK;
+}
+
 static int load_providers(fv_instance *inst, const char *const *names,
                           size_t count)
 {
 	char err[256];
 	size_t i, j;
+	int rc;
 
 	inst->libctx = OSSL_LIB_CTX_new();
 	inst->providers = calloc(count + 1, sizeof(*inst->providers)); // NOLINT(bugprone-sizeof-expression): an array of provider pointers
-	if (!inst->libctx || !inst->providers)
+	inst->provider_names = calloc(count + 1, sizeof(*inst->provider_names)); // NOLINT(bugprone-sizeof-expression): an array of names
+	inst->provider_dls = calloc(count + 2, sizeof(*inst->provider_dls)); // NOLINT(bugprone-sizeof-expression): an array of handles
+	inst->provider_fds = malloc((count + 2) * sizeof(*inst->provider_fds));
+	if (!inst->libctx || !inst->providers || !inst->provider_names || !inst->provider_dls ||
+	    !inst->provider_fds)
 		return nomem(inst->location);
+	for (i = 0; i < count + 2; i++)
+		inst->provider_fds[i] = -1;
 	ERR_clear_error();
 	/* "default" parses files (OSSL_STORE "file:"), hashes and encodes the
-	 * public key; the others hold the keys. */
+	 * public key; the others hold the keys. It is part of libcrypto. */
 	inst->providers[0] = OSSL_PROVIDER_load(inst->libctx, "default");
 	if (!inst->providers[0])
 		return ossl_host->error(FV_ERR_BACKEND,
 			"%s: cannot load OpenSSL's default provider (%s); check "
 			"the OpenSSL installation", inst->location,
 			ossl_error_text(err, sizeof(err)));
+	inst->provider_names[0] = "default";
 	inst->provider_count = 1;
 	for (i = 0; i < count; i++) {
 		if (!names[i][0])
@@ -199,34 +327,29 @@ static int load_providers(fv_instance *inst, const char *const *names,
 				return ossl_host->error(FV_ERR_CONFIG,
 					"%s.providers[%zu]: '%s' is listed twice",
 					inst->location, i, names[i]);
-		ERR_clear_error();
-		inst->providers[inst->provider_count] =
-			OSSL_PROVIDER_load(inst->libctx, names[i]);
-		if (!inst->providers[inst->provider_count])
-			return ossl_host->error(FV_ERR_BACKEND,
-				"%s.providers[%zu]: OpenSSL provider '%s' failed to load (%s); "
-				"install it (tpm2-openssl provides 'tpm2', which also needs "
-				"its TPM reachable: set TPM2OPENSSL_TCTI) or set "
-				"OPENSSL_MODULES to the directory holding %s.so",
-				inst->location, i, names[i],
-				ossl_error_text(err, sizeof(err)), names[i]);
-		inst->provider_count++;
-		if (!inst->store_propq) {
-			size_t len = strlen("?provider=") + strlen(names[i]) + 1;
-
-			inst->store_propq = malloc(len);
-			if (!inst->store_propq)
-				return nomem(inst->location);
-			snprintf(inst->store_propq, len, "?provider=%s", names[i]);
-		}
+		rc = load_one_provider(inst, names[i], i);
+		if (rc != FV_OK)
+			return rc;
 	}
 	return FV_OK;
+}
+
+/* The configured name of a provider loaded into the instance's context. */
+static const char *provider_display_name(const fv_instance *inst, const OSSL_PROVIDER *prov)
+{
+	size_t i;
+
+	for (i = 0; i < inst->provider_count; i++)
+		if (inst->providers[i] == prov)
+			return inst->provider_names[i];
+	return prov ? OSSL_PROVIDER_get0_name(prov) : "default";
 }
 
 static int openssl_instance_open(const fv_config *cfg, fv_instance **out)
 {
 	const char *location = ossl_host->config_location(cfg);
 	const char *engine = NULL, *uri = NULL, *pin = NULL, *passphrase = NULL;
+	int allow_host_oaep = 0;
 	const char **commands = NULL, **providers = NULL;
 	size_t command_count = 0, provider_count = 0;
 	fv_instance *inst = NULL;
@@ -238,6 +361,8 @@ static int openssl_instance_open(const fv_config *cfg, fv_instance **out)
 	    (rc = optional_string(cfg, "pin", &pin)) != FV_OK ||
 	    (rc = optional_string(cfg, "passphrase", &passphrase)) != FV_OK)
 		return ossl_host->error(rc, "%s: cannot read the configuration", location);
+	if (ossl_host->config_bool(cfg, "allow_host_oaep", &allow_host_oaep) == FV_ERR_NOT_FOUND)
+		allow_host_oaep = 0;
 	if ((rc = string_array(cfg, "engine_commands", location, &commands,
 	                       &command_count)) != FV_OK ||
 	    (rc = string_array(cfg, "providers", location, &providers,
@@ -285,6 +410,7 @@ static int openssl_instance_open(const fv_config *cfg, fv_instance **out)
 		goto done;
 	}
 	inst->refs = 1;
+	inst->allow_host_oaep = allow_host_oaep;
 	inst->secret_field = pin ? "pin" : "passphrase";
 	if (!(inst->location = strdup(location)) || !(inst->uri = strdup(uri)) ||
 	    ((pin || passphrase) &&
@@ -405,26 +531,54 @@ static int store_load(fv_instance *inst, UI_METHOD *ui,
 	return *pkey ? FV_OK : load_failure(inst, prompt, "OSSL_STORE", 1);
 }
 
+/*
+ * What can be said about where the key is and who checks the OAEP padding.
+ *
+ * An ENGINE cannot tell: OpenSSL 3 decrypts with an ENGINE key either
+ * through the engine's own EVP_PKEY_METHOD or through the default
+ * provider's RSA cipher, which asks the engine for a raw RSA operation and
+ * removes the padding here; libp11's method itself falls back to raw RSA
+ * (CKM_RSA_X_509) plus the host's unpadding whenever the token refuses
+ * CKM_RSA_PKCS_OAEP with SHA-256 (SoftHSM2 does), and reports neither. So
+ * for an ENGINE key the OAEP check is taken to be on this host.
+ * A provider's key: the provider does OAEP itself, where it likes (unknown);
+ * the default provider's key is in this process.
+ */
 static void describe_backend(fv_pkey *key)
 {
+	const fv_instance *inst = key->inst;
 	const OSSL_PROVIDER *prov = EVP_PKEY_get0_provider(key->pkey);
-	const char *name = prov ? OSSL_PROVIDER_get0_name(prov) : "default";
+	const char *name = provider_display_name(inst, prov);
 
-	if (key->inst->engine) {
-		snprintf(key->info, sizeof(key->info), "engine: %s",
-		         engine_backend_id(key->inst->engine));
+	if (inst->engine) {
+		snprintf(key->info, sizeof(key->info),
+		         "engine: %s; oaep: host assumed (an ENGINE does not say where "
+		         "the padding is checked)", engine_backend_id(inst->engine));
+		snprintf(key->location, sizeof(key->location), "ENGINE '%s', key '%s'",
+		         engine_backend_id(inst->engine), inst->uri);
+		key->backend = "engine";
+		key->oaep = "host";
 		key->serialize = 1;
 		return;
 	}
-	snprintf(key->info, sizeof(key->info), "provider: %s", name);
-	if (strcmp(name, "default") != 0) {
+	snprintf(key->location, sizeof(key->location), "provider '%s', key '%s'", name, inst->uri);
+	key->backend = "provider";
+	if (strcmp(name, "default") == 0) {
+		snprintf(key->info, sizeof(key->info), "provider: default; oaep: host");
+		key->oaep = "host";
+		return;
+	}
+	snprintf(key->info, sizeof(key->info), "provider: %s; oaep: unknown (inside the provider)",
+	         name);
+	key->oaep = NULL;
+	{
 		size_t len = strlen("?provider=") + strlen(name) + 1;
 
 		key->propq = malloc(len);
 		if (key->propq)
 			snprintf(key->propq, len, "?provider=%s", name);
-		key->serialize = 1;
 	}
+	key->serialize = 1;
 }
 
 static void key_free(fv_pkey *key)
@@ -547,6 +701,16 @@ static int openssl_key_open(fv_instance *inst, fv_pkey **out)
 	describe_backend(key);
 	if ((rc = check_key(key)) != FV_OK)
 		goto fail;
+	if (inst->engine && !inst->allow_host_oaep) {
+		rc = ossl_host->error(FV_ERR_UNSUPPORTED,
+			"ENGINE '%s' does not say whether the OAEP padding is checked in its device or "
+			"on this host, and libp11's 'pkcs11' ENGINE checks it here whenever the token "
+			"refuses OAEP-SHA256 (e.g. SoftHSM2). Use the pkcs11 plugin (\"provider\": "
+			"\"pkcs11\"), which does OAEP in the token or refuses, or set "
+			"\"allow_host_oaep\": true in %s to accept host unpadding",
+			engine_backend_id(inst->engine), inst->location);
+		goto fail;
+	}
 	ERR_clear_error();
 	*out = key;
 	return FV_OK;
@@ -631,6 +795,59 @@ static int decrypt_oaep(fv_pkey *key, const unsigned char *in, size_t in_len,
 	return rc;
 }
 
+static long monotonic_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec;
+}
+
+/*
+ * After a decryption failed in the backend for a reason OpenSSL does not
+ * call a padding error: is the backend itself fine? It is when a
+ * ciphertext we make now, with the public key, decrypts. Then the request's
+ * ciphertext was at fault (FV_ERR_DECRYPT), as tokens word a bad ciphertext
+ * in many ways. A success within the last seconds counts, so that a flood of
+ * bad ciphertexts costs at most one extra decryption per second.
+ */
+#define HEALTH_PROBE_INTERVAL 1
+static int backend_healthy(fv_pkey *key)
+{
+	unsigned char secret[16], ct[1024], plain[1024];
+	const unsigned char *p = key->spki;
+	size_t ct_len = sizeof(ct), plain_len = sizeof(plain);
+	EVP_PKEY *pub = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	long now = monotonic_seconds();
+	int ok = 0;
+
+	if (__atomic_load_n(&key->healthy_at, __ATOMIC_RELAXED) + HEALTH_PROBE_INTERVAL >= now)
+		return 1;
+	if (key->out_cap > sizeof(plain) || key->modulus_len > sizeof(ct) ||
+	    RAND_bytes(secret, sizeof(secret)) != 1 ||
+	    !(pub = d2i_PUBKEY(NULL, &p, (long)key->spki_len)) ||
+	    !(ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL)) ||
+	    EVP_PKEY_encrypt_init(ctx) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, EVP_sha256()) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, EVP_sha256()) <= 0 ||
+	    EVP_PKEY_encrypt(ctx, ct, &ct_len, secret, sizeof(secret)) <= 0)
+		goto out;
+	if (decrypt_oaep(key, ct, ct_len, plain, &plain_len) == FV_OK &&
+	    plain_len == sizeof(secret) && CRYPTO_memcmp(plain, secret, sizeof(secret)) == 0) {
+		__atomic_store_n(&key->healthy_at, now, __ATOMIC_RELAXED);
+		ok = 1;
+	}
+out:
+	OPENSSL_cleanse(secret, sizeof(secret));
+	OPENSSL_cleanse(plain, sizeof(plain));
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(pub);
+	ERR_clear_error();
+	return ok;
+}
+
 static int openssl_key_decrypt(fv_pkey *key, const unsigned char *in,
                                size_t in_len, unsigned char *out,
                                size_t *out_len)
@@ -657,6 +874,10 @@ static int openssl_key_decrypt(fv_pkey *key, const unsigned char *in,
 	if (key->serialize)
 		pthread_mutex_lock(&key->lock);
 	rc = decrypt_oaep(key, in, in_len, plain, &plain_len);
+	if (rc == FV_ERR_BACKEND && backend_healthy(key))
+		rc = ossl_host->error(FV_ERR_DECRYPT,
+			"the backend refused the ciphertext although it decrypts ciphertexts made "
+			"for this key: it was not encrypted for this key with RSA-OAEP-SHA256");
 	if (key->serialize)
 		pthread_mutex_unlock(&key->lock);
 	if (rc == FV_OK) {
@@ -668,6 +889,27 @@ static int openssl_key_decrypt(fv_pkey *key, const unsigned char *in,
 	}
 	OPENSSL_clear_free(plain, key->out_cap);
 	return rc;
+}
+
+static int openssl_key_describe(fv_pkey *key, fv_key_description *out)
+{
+	if (out->struct_size < offsetof(fv_key_description, properties_known) +
+	                       sizeof(out->properties_known))
+		return FV_ERR_USAGE;
+	out->oaep = key->oaep;
+	out->backend = key->backend;
+	out->location = key->location;
+	out->remote_id = NULL;
+	out->bits = (unsigned int)(key->modulus_len * 8);
+	/* Only the default provider's keys are known to be in this process;
+	 * an ENGINE or another provider does not report its key's attributes. */
+	out->properties_known = 0;
+	out->properties = 0;
+	if (!key->inst->engine && key->oaep) { /* the default provider's key */
+		out->properties_known = FV_KEY_PROP_IN_HOST_MEMORY;
+		out->properties = FV_KEY_PROP_IN_HOST_MEMORY;
+	}
+	return FV_OK;
 }
 
 static int openssl_key_info(fv_pkey *key, char *buf, size_t len)
@@ -685,7 +927,7 @@ static const fv_provider openssl_provider = {
 	/* No FV_CAP_GENERATE: neither the ENGINE interface nor OSSL_STORE can
 	 * create a key at a given URI, and generating in this process would
 	 * put the private key in memory we cannot vouch for. */
-	.capabilities = FV_CAP_INFO,
+	.capabilities = FV_CAP_INFO | FV_CAP_DESCRIBE,
 	.config_fields = config_fields,
 	.instance_open = openssl_instance_open,
 	.instance_close = openssl_instance_close,
@@ -694,6 +936,7 @@ static const fv_provider openssl_provider = {
 	.key_public_der = openssl_key_public_der,
 	.key_decrypt = openssl_key_decrypt,
 	.key_info = openssl_key_info,
+	.key_describe = openssl_key_describe,
 };
 
 static int openssl_entry(uint32_t host_abi_version, const fv_host *host,

@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -624,6 +625,23 @@ static int pem_key_info(fv_pkey *key, char *buf, size_t len)
 	return FV_OK;
 }
 
+/* The key is in this process's memory and in a file: no store keeps it. */
+static int pem_key_describe(fv_pkey *key, fv_key_description *out)
+{
+	if (!key || !out ||
+	    out->struct_size < offsetof(fv_key_description, properties_known) +
+	                       sizeof(out->properties_known))
+		return FV_ERR_USAGE;
+	out->oaep = "host";
+	out->backend = "file";
+	out->location = key->path;
+	out->remote_id = NULL;
+	out->bits = key->bits > 0 ? (unsigned int)key->bits : 0;
+	out->properties = FV_KEY_PROP_IN_HOST_MEMORY;
+	out->properties_known = FV_KEY_PROP_IN_HOST_MEMORY;
+	return FV_OK;
+}
+
 /* ---- Generating a key ---- */
 
 static int new_passphrase(const struct fv_instance *inst, char **out, size_t *out_len)
@@ -748,7 +766,7 @@ static const fv_provider pem_provider = {
 	.version = PEM_PLUGIN_VERSION,
 	/* No FV_CAP_DELETE: removing a key file is better done by a person who
 	 * can see it (and shred it if it was never encrypted). */
-	.capabilities = FV_CAP_GENERATE | FV_CAP_INFO,
+	.capabilities = FV_CAP_GENERATE | FV_CAP_INFO | FV_CAP_DESCRIBE,
 	.config_fields = pem_fields,
 	.instance_open = pem_instance_open,
 	.instance_close = pem_instance_close,
@@ -760,6 +778,7 @@ static const fv_provider pem_provider = {
 	.key_info = pem_key_info,
 	.key_list = NULL,
 	.key_delete = NULL,
+	.key_describe = pem_key_describe,
 };
 
 static int pem_entry(uint32_t host_abi_version, const fv_host *h,

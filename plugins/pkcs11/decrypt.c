@@ -183,6 +183,37 @@ static int decrypt_error(fv_pkey *key, const char *fn, CK_RV rv)
 	}
 }
 
+/*
+ * C_Decrypt refused the input with something other than the two "bad
+ * ciphertext" codes. Tokens differ in what they answer for a ciphertext
+ * that fails: SoftHSM2 says CKR_GENERAL_ERROR, some HSMs CKR_DEVICE_ERROR or
+ * CKR_FUNCTION_FAILED. When the session is still logged in and the token
+ * answers, the device is fine and the input was at fault: a decryption
+ * failure (421 for Flows), not a backend error, alarm and metric that an
+ * attacker could trigger at will.
+ */
+static int decrypt_failure_is_input(fv_pkey *key, CK_SESSION_HANDLE s, CK_RV rv)
+{
+	fv_instance *inst = key->inst;
+	CK_SESSION_INFO si;
+	CK_TOKEN_INFO ti;
+
+	if (rv != CKR_GENERAL_ERROR && rv != CKR_FUNCTION_FAILED &&
+	    rv != CKR_DEVICE_ERROR && rv != CKR_DATA_INVALID &&
+	    rv != CKR_DATA_LEN_RANGE)
+		return 0;
+	if (inst->mod->fns->C_GetSessionInfo(s, &si) != CKR_OK ||
+	    si.slotID != inst->slot ||
+	    (si.state != CKS_RO_USER_FUNCTIONS && si.state != CKS_RW_USER_FUNCTIONS &&
+	     (inst->token_flags & CKF_LOGIN_REQUIRED)))
+		return 0;
+	if (inst->mod->fns->C_GetTokenInfo(inst->slot, &ti) != CKR_OK)
+		return 0;
+	P11_LOG(FV_LOG_DEBUG, "token '%s': C_Decrypt answered %s, the session and token are healthy: taken as a bad ciphertext",
+	        inst->token_label, p11_ckr_name(rv));
+	return 1;
+}
+
 int p11_decrypt(fv_pkey *key, const unsigned char *in, size_t in_len,
                 unsigned char *out, size_t *out_len)
 {
@@ -206,6 +237,15 @@ int p11_decrypt(fv_pkey *key, const unsigned char *in, size_t in_len,
 			in_len, k * 8, inst->token_label, k);
 	if (k > MAX_MODULUS_BYTES)
 		return P11_ERROR(FV_ERR_UNSUPPORTED, "RSA-%zu is larger than supported", k * 8);
+	/* A value at or above the modulus is no RSA ciphertext. Tokens answer
+	 * it with anything up to CKR_GENERAL_ERROR, which must not reach the
+	 * caller as a backend failure: told apart from a bad padding, it
+	 * would reveal where the modulus lies. The modulus is public, so an
+	 * ordinary comparison. */
+	if (memcmp(in, key->modulus, k) >= 0)
+		return P11_ERROR(FV_ERR_DECRYPT,
+			"token '%s': the ciphertext is not below the key's modulus: it was not encrypted to this key",
+			inst->token_label);
 
 	for (attempt = 0; ; attempt++) {
 		mode = mode_get(key);
@@ -264,6 +304,12 @@ int p11_decrypt(fv_pkey *key, const unsigned char *in, size_t in_len,
 			if (rc != FV_OK)
 				return rc;
 			continue;
+		}
+		if (strcmp(fn, "C_Decrypt") == 0 && decrypt_failure_is_input(key, s, rv)) {
+			p11_session_put(inst, s, gen);
+			return P11_ERROR(FV_ERR_DECRYPT,
+				"token '%s': C_Decrypt failed: %s on a healthy session: the ciphertext was not encrypted to this key with RSA-OAEP-SHA256",
+				inst->token_label, p11_ckr_name(rv));
 		}
 		/* A failed C_Decrypt ends the operation; the session is reusable. */
 		p11_session_put(inst, s, gen);

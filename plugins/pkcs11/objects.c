@@ -300,6 +300,12 @@ int p11_key_load_public(fv_pkey *key, CK_SESSION_HANDLE session)
 		goto out;
 	}
 	key->modulus_len = pn_len;
+	key->modulus = malloc(pn_len);
+	if (!key->modulus) {
+		rc = FV_ERR_NOMEM;
+		goto out;
+	}
+	memcpy(key->modulus, pn, pn_len);
 	rc = spki_from_rsa(key, pn, pn_len, pe, pe_len);
 	if (rc == FV_OK)
 		P11_LOG(FV_LOG_DEBUG, "token '%s': public key of %s read from the %s",
@@ -310,6 +316,61 @@ out:
 	free(n);
 	free(e);
 	return rc;
+}
+
+/* One CK_BBOOL attribute per call: a token that does not know one of them
+ * (CKR_ATTRIBUTE_TYPE_INVALID) must not hide the others. */
+static const struct {
+	CK_ATTRIBUTE_TYPE type;
+	uint32_t prop;
+} protection_attributes[] = {
+	{ CKA_EXTRACTABLE, FV_KEY_PROP_EXTRACTABLE },
+	{ CKA_SENSITIVE, FV_KEY_PROP_SENSITIVE },
+	{ CKA_ALWAYS_SENSITIVE, FV_KEY_PROP_ALWAYS_SENSITIVE },
+	{ CKA_NEVER_EXTRACTABLE, FV_KEY_PROP_NEVER_EXTRACTABLE },
+	{ CKA_LOCAL, FV_KEY_PROP_GENERATED_INSIDE },
+	{ CKA_SIGN, FV_KEY_PROP_CAN_SIGN },
+	{ CKA_UNWRAP, FV_KEY_PROP_CAN_UNWRAP },
+};
+
+int p11_key_load_properties(fv_pkey *key, CK_SESSION_HANDLE session)
+{
+	fv_instance *inst = key->inst;
+	unsigned char *label = NULL, *id = NULL;
+	CK_ULONG label_len = 0, id_len = 0;
+	CK_BBOOL v, decrypt = CK_FALSE;
+	CK_ATTRIBUTE a = { CKA_DECRYPT, &decrypt, sizeof(decrypt) };
+	size_t i;
+	CK_RV rv;
+
+	rv = inst->mod->fns->C_GetAttributeValue(session, key->handle, &a, 1);
+	if (rv == CKR_OK && !decrypt)
+		return P11_ERROR(FV_ERR_UNSUPPORTED,
+			"token '%s': %s may not decrypt (CKA_DECRYPT is false); WhatsApp Flows needs a decryption key: generate one with `flowvault generate`",
+			inst->token_label, p11_target_describe(&inst->target));
+	key->properties = key->properties_known = 0;
+	for (i = 0; i < sizeof(protection_attributes) / sizeof(protection_attributes[0]); i++) {
+		a.type = protection_attributes[i].type;
+		a.pValue = &v;
+		a.ulValueLen = sizeof(v);
+		v = CK_FALSE;
+		if (inst->mod->fns->C_GetAttributeValue(session, key->handle, &a, 1) != CKR_OK ||
+		    a.ulValueLen != sizeof(v))
+			continue;
+		key->properties_known |= protection_attributes[i].prop;
+		if (v)
+			key->properties |= protection_attributes[i].prop;
+	}
+	get_attr(inst, session, key->handle, CKA_LABEL, &label, &label_len);
+	get_attr(inst, session, key->handle, CKA_ID, &id, &id_len);
+	snprintf(key->location, sizeof(key->location),
+	         "token '%s' (serial %s, slot %lu), object '%.*s' id %s",
+	         inst->token_label, inst->token_serial, (unsigned long)inst->slot,
+	         (int)(label_len < 64 ? label_len : 64), label ? (char *)label : "",
+	         id_len ? p11_hex(id, id_len) : "(none)");
+	free(label);
+	free(id);
+	return FV_OK;
 }
 
 /* "pkcs11:token=...;object=...;id=...;type=private", formatted by p11-kit. */
@@ -414,10 +475,14 @@ int p11_objects_list(fv_instance *inst, fv_key_list_cb cb, void *arg)
 			snprintf(type, sizeof(type), "RSA-%lu", (unsigned long)mod_len * 8);
 		else
 			snprintf(type, sizeof(type), "%s", kt == CKK_EC ? "EC" : "other key type");
-		snprintf(desc, sizeof(desc), "%s; %ssensitive, %sextractable, %s; token '%s'",
+		/* "never extractable" is CKA_NEVER_EXTRACTABLE: a key that is not
+		 * extractable now may have been before (and copied then). */
+		snprintf(desc, sizeof(desc), "%s; %ssensitive, %s, %s; token '%s'",
 		         type,
 		         get_bool(inst, s, all[i], CKA_SENSITIVE) ? "" : "not ",
-		         get_bool(inst, s, all[i], CKA_EXTRACTABLE) ? "" : "never ",
+		         get_bool(inst, s, all[i], CKA_EXTRACTABLE) ? "extractable"
+		         : get_bool(inst, s, all[i], CKA_NEVER_EXTRACTABLE) ? "never extractable"
+		                                                          : "not extractable now, but was before",
 		         get_bool(inst, s, all[i], CKA_LOCAL) ? "generated in the token" : "imported",
 		         inst->token_label);
 		ref = format_reference(inst, label, label_len, id, id_len);

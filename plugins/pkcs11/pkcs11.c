@@ -3,6 +3,7 @@
  * function table and the configuration. The private key is generated in
  * the token as sensitive and never extractable; only C_Decrypt reaches it.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,7 @@ static void key_close(fv_pkey *key)
 	if (!key)
 		return;
 	pthread_mutex_destroy(&key->lock);
+	free(key->modulus);
 	free(key->spki);
 	free(key);
 }
@@ -159,6 +161,8 @@ static int key_open(fv_instance *inst, fv_pkey **out)
 		rc = p11_key_load_public(key, s);
 	}
 	if (rc == FV_OK)
+		rc = p11_key_load_properties(key, s);
+	if (rc == FV_OK)
 		rc = p11_decrypt_probe(key, s);
 	p11_session_put(inst, s, gen);
 	if (rc != FV_OK) {
@@ -188,9 +192,41 @@ static int key_decrypt(fv_pkey *key, const unsigned char *in, size_t in_len,
 	return p11_decrypt(key, in, in_len, out, out_len);
 }
 
+static void append_item(char *buf, size_t len, const char *text)
+{
+	size_t used = strlen(buf);
+
+	snprintf(buf + used, len - used, "%s%s", used ? ", " : "", text);
+}
+
+/* "sensitive, never extractable, generated in the token" from the key's
+ * attributes; "never extractable" only from CKA_NEVER_EXTRACTABLE. */
+static void protection_text(const fv_pkey *key, char *buf, size_t len)
+{
+	uint32_t p = key->properties, known = key->properties_known;
+
+	buf[0] = '\0';
+	if (known & FV_KEY_PROP_SENSITIVE)
+		append_item(buf, len, p & FV_KEY_PROP_SENSITIVE ? "sensitive" : "not sensitive");
+	if ((known & p) & FV_KEY_PROP_EXTRACTABLE)
+		append_item(buf, len, "extractable");
+	else if (known & FV_KEY_PROP_NEVER_EXTRACTABLE)
+		append_item(buf, len, p & FV_KEY_PROP_NEVER_EXTRACTABLE
+		                              ? "never extractable"
+		                              : "not extractable now, but was before");
+	if (known & FV_KEY_PROP_GENERATED_INSIDE)
+		append_item(buf, len, p & FV_KEY_PROP_GENERATED_INSIDE ? "generated in the token"
+		                                                       : "imported");
+	if ((known & p) & FV_KEY_PROP_CAN_SIGN)
+		append_item(buf, len, "can sign");
+	if ((known & p) & FV_KEY_PROP_CAN_UNWRAP)
+		append_item(buf, len, "can unwrap");
+}
+
 static int key_info(fv_pkey *key, char *buf, size_t len)
 {
 	fv_instance *inst = key->inst;
+	char protection[160];
 	const char *mode;
 
 	switch (__atomic_load_n(&key->oaep_mode, __ATOMIC_ACQUIRE)) {
@@ -204,9 +240,37 @@ static int key_info(fv_pkey *key, char *buf, size_t len)
 		mode = "oaep: unavailable (set allow_host_oaep or use a token with OAEP-SHA256)";
 		break;
 	}
-	snprintf(buf, len, "%s; token '%s' (slot %lu); %s; RSA-%zu", mode,
+	protection_text(key, protection, sizeof(protection));
+	snprintf(buf, len, "%s; token '%s' (slot %lu); %s; RSA-%zu%s%s", mode,
 	         inst->token_label, (unsigned long)inst->slot,
-	         p11_target_describe(&inst->target), key->modulus_len * 8);
+	         p11_target_describe(&inst->target), key->modulus_len * 8,
+	         protection[0] ? "; " : "", protection);
+	return FV_OK;
+}
+
+static int key_describe(fv_pkey *key, fv_key_description *out)
+{
+	/* Members this host knows of: it set struct_size to its own size. */
+	if (out->struct_size < offsetof(fv_key_description, properties_known) +
+	                       sizeof(out->properties_known))
+		return P11_ERROR(FV_ERR_PLUGIN, "key_describe: the host's description is too short");
+	switch (__atomic_load_n(&key->oaep_mode, __ATOMIC_ACQUIRE)) {
+	case P11_OAEP_TOKEN:
+		out->oaep = "token";
+		break;
+	case P11_OAEP_HOST:
+		out->oaep = "host";
+		break;
+	default:
+		out->oaep = NULL; /* none: key_info says why */
+		break;
+	}
+	out->backend = "token";
+	out->location = key->location;
+	out->remote_id = NULL;
+	out->bits = (unsigned int)(key->modulus_len * 8);
+	out->properties = key->properties;
+	out->properties_known = key->properties_known;
 	return FV_OK;
 }
 
@@ -225,7 +289,8 @@ static const fv_provider provider = {
 	.struct_size = sizeof(fv_provider),
 	.name = "pkcs11",
 	.version = P11_PLUGIN_VERSION,
-	.capabilities = FV_CAP_GENERATE | FV_CAP_INFO | FV_CAP_LIST | FV_CAP_DELETE,
+	.capabilities = FV_CAP_GENERATE | FV_CAP_INFO | FV_CAP_LIST | FV_CAP_DELETE |
+	                FV_CAP_DESCRIBE,
 	.config_fields = config_fields,
 	.instance_open = instance_open,
 	.instance_close = instance_close,
@@ -237,6 +302,7 @@ static const fv_provider provider = {
 	.key_info = key_info,
 	.key_list = key_list,
 	.key_delete = key_delete,
+	.key_describe = key_describe,
 };
 
 static int pkcs11_entry(uint32_t host_abi_version, const fv_host *host,

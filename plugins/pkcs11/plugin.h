@@ -11,8 +11,8 @@
  *   decrypt.c  RSA-OAEP-SHA256 in the token, or raw RSA + host unpadding
  *   ckr.c      CKR_* names
  *
- * OpenSSL and libp11 headers come before p11-kit's pkcs11.h, which defines
- * the CK_* types for everything here.
+ * OpenSSL headers come before p11-kit's pkcs11.h, which defines the CK_*
+ * types for everything here.
  */
 #ifndef FLOWVAULT_PKCS11_PLUGIN_H
 #define FLOWVAULT_PKCS11_PLUGIN_H
@@ -22,7 +22,6 @@
 #include <sys/types.h>
 
 #include <openssl/evp.h>
-#include <libp11.h>
 
 #include <p11-kit/pkcs11.h>
 #include <p11-kit/p11-kit.h>
@@ -56,15 +55,19 @@ const char *p11_ckr_name(CK_RV rv);
  * names the same file, because C_Initialize and C_Finalize act on the whole
  * process: a second, private copy would finalize the first one's sessions. */
 struct p11_module {
-	char *path;               /* the module file */
+	char *spec;               /* as configured: a path or a p11-kit name */
+	char *path;               /* the module file (or "remote ...") for messages */
 	char *init_args;          /* pReserved of C_Initialize, or NULL */
-	PKCS11_CTX *ctx;          /* libp11: loaded and initialized */
-	PKCS11_SLOT *slots;       /* libp11's slot list, kept for the module's life */
-	unsigned int slot_count;
-	void *dl;                 /* our reference to the same dlopen handle */
-	CK_FUNCTION_LIST *fns;    /* the module's own function list */
+	CK_FUNCTION_LIST *fns;    /* the one list everything here uses */
+	int loaded;               /* fns came from p11-kit and must be released */
+	void *dl;                 /* p11-kit's proxy: our dlopen handle, or NULL */
+	int fd;                   /* the checked file it was loaded from, or -1 */
+	int registered;           /* a p11-kit registration (managed by p11-kit) */
+	int initialized;          /* our C_Initialize succeeded: finalize at the end */
 	CK_INFO info;
 	pid_t pid;                /* process in which the module was initialized */
+	unsigned int epoch;       /* bumped by p11_module_reinitialize */
+	int broken;               /* its last C_Initialize again failed */
 	unsigned int refs;
 	struct p11_module *next;
 };
@@ -78,6 +81,16 @@ void p11_module_put(struct p11_module *mod);
  * it did (callers then forget their sessions), 0 when nothing changed, or a
  * negative status. */
 int p11_module_after_fork(struct p11_module *mod);
+/* Finalize and initialize the module again (a remote module whose server
+ * went away and came back), unless its epoch moved past `seen_epoch`
+ * already. Sessions of every instance on it are gone. */
+int p11_module_reinitialize(struct p11_module *mod, unsigned int seen_epoch, CK_RV why);
+/* mod->epoch, read under the module registry's lock; *broken (if not
+ * NULL) tells that the last attempt to initialize it again failed. */
+unsigned int p11_module_epoch(struct p11_module *mod, int *broken);
+/* Have the next call initialize the module again, unless that happened
+ * since `epoch` (the module came back without the token). */
+void p11_module_mark_broken(struct p11_module *mod, unsigned int epoch);
 
 /* ---- uri.c ---- */
 
@@ -105,6 +118,8 @@ struct fv_instance {
 
 	CK_SLOT_ID slot;
 	char token_label[33];       /* for messages */
+	char token_serial[17];
+	unsigned int mod_epoch;     /* mod->epoch the slot and sessions belong to */
 	CK_FLAGS token_flags;
 
 	/* session pool (session.c) */
@@ -160,9 +175,13 @@ struct fv_pkey {
 	CK_OBJECT_HANDLE handle;     /* the private key */
 	unsigned int handle_gen;     /* inst->generation the handle was found in */
 	size_t modulus_len;          /* bytes */
+	unsigned char *modulus;      /* big-endian, modulus_len bytes */
 	unsigned char *spki;         /* DER SubjectPublicKeyInfo */
 	size_t spki_len;
 	int oaep_mode;               /* enum p11_oaep_mode (read atomically) */
+	uint32_t properties;         /* FV_KEY_PROP_* that hold (p11_key_load_properties) */
+	uint32_t properties_known;
+	char location[320];          /* token, serial, slot, object label and id */
 	char oaep_reason[160];       /* why token OAEP is not used */
 };
 
@@ -172,6 +191,10 @@ int p11_find_private_key(fv_instance *inst, CK_SESSION_HANDLE session,
 /* Read the public key (public object, else the private object's modulus
  * and exponent) as SPKI DER into key. */
 int p11_key_load_public(fv_pkey *key, CK_SESSION_HANDLE session);
+/* Read the attributes that tell how well the token protects the key
+ * (CKA_EXTRACTABLE, CKA_SENSITIVE, ...) and where it is; refuse a key
+ * that may not decrypt. */
+int p11_key_load_properties(fv_pkey *key, CK_SESSION_HANDLE session);
 int p11_objects_list(fv_instance *inst, fv_key_list_cb cb, void *arg);
 int p11_objects_delete(fv_instance *inst);
 /* The current handle of the key's private object for generation `gen`. */

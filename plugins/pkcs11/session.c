@@ -8,6 +8,10 @@
  * went away, the pool is emptied, a session is opened, the PIN reference is
  * resolved again and the user logs in again; the caller retries once. A
  * generation number tells threads that someone else already recovered.
+ * When the module itself stopped answering (a p11-kit server that went
+ * away: CKR_DEVICE_ERROR, then CKR_CRYPTOKI_NOT_INITIALIZED) and not just
+ * the token, the module is initialized again, which reconnects; the
+ * module's epoch tells every instance on it to find its token again.
  *
  * fork(): the child must not use the parent's sessions. The pid recorded
  * with the pool differs in the child; the module is initialized again
@@ -45,7 +49,8 @@ int p11_rv_recoverable(CK_RV rv)
 {
 	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
 	       rv == CKR_USER_NOT_LOGGED_IN || rv == CKR_DEVICE_REMOVED ||
-	       rv == CKR_TOKEN_NOT_PRESENT;
+	       rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_DEVICE_ERROR ||
+	       rv == CKR_CRYPTOKI_NOT_INITIALIZED;
 }
 
 static int open_session(fv_instance *inst, CK_FLAGS extra, CK_SESSION_HANDLE *s)
@@ -75,6 +80,38 @@ static void forget_idle(fv_instance *inst, int close_them)
 		for (i = 0; i < inst->idle_count; i++)
 			inst->mod->fns->C_CloseSession(inst->idle[i]);
 	inst->idle_count = 0;
+}
+
+/* The module was initialized again (by any instance): the sessions and
+ * slot this instance knew are gone. Lock held. */
+static int follow_module_epoch_locked(fv_instance *inst)
+{
+	int broken, rc;
+	unsigned int epoch = p11_module_epoch(inst->mod, &broken);
+
+	if (broken) {
+		/* An earlier attempt to initialize it again failed (the server
+		 * was still away): try again now. */
+		rc = p11_module_reinitialize(inst->mod, epoch, CKR_CRYPTOKI_NOT_INITIALIZED);
+		if (rc != FV_OK)
+			return rc;
+		epoch = p11_module_epoch(inst->mod, &broken);
+	}
+	if (epoch == inst->mod_epoch)
+		return FV_OK;
+	forget_idle(inst, 0);
+	inst->generation++;
+	rc = p11_token_select(inst);
+	if (rc != FV_OK) {
+		/* A remote module initializes without its server, with no
+		 * slots: initialize it again on the next call. */
+		p11_module_mark_broken(inst->mod, epoch);
+		return P11_ERROR(FV_ERR_BACKEND,
+			"token '%s' is not reachable through module '%s' since the module was initialized again; check the token (or its p11-kit server), then retry",
+			inst->token_label, inst->mod->path);
+	}
+	inst->mod_epoch = epoch;
+	return FV_OK;
 }
 
 /* A fresh, logged-in session for the current generation. Lock held. */
@@ -139,6 +176,8 @@ int p11_session_get(fv_instance *inst, CK_SESSION_HANDLE *session,
 	rc = reserve_locked(inst);
 	if (rc == FV_OK && inst->pid != getpid())
 		rc = after_fork_locked(inst);
+	if (rc == FV_OK)
+		rc = follow_module_epoch_locked(inst);
 	if (rc != FV_OK) {
 		pthread_mutex_unlock(&inst->lock);
 		return rc;
@@ -205,17 +244,35 @@ int p11_recover(fv_instance *inst, unsigned int gen, CK_RV why)
 	}
 	P11_LOG(FV_LOG_WARNING, "token '%s': %s; opening a new session and logging in again",
 	        inst->token_label, p11_ckr_name(why));
-	forget_idle(inst, 1);
-	if (why == CKR_DEVICE_REMOVED || why == CKR_TOKEN_NOT_PRESENT) {
+	if (why == CKR_DEVICE_REMOVED || why == CKR_TOKEN_NOT_PRESENT ||
+	    why == CKR_DEVICE_ERROR || why == CKR_CRYPTOKI_NOT_INITIALIZED) {
+		unsigned int epoch = inst->mod_epoch;
+
 		rv = inst->mod->fns->C_GetTokenInfo(inst->slot, &ti);
-		if (rv != CKR_OK) {
+		if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_DEVICE_REMOVED) {
+			/* The module answers; the token is out: wait for it. */
+			forget_idle(inst, 1);
 			pthread_mutex_unlock(&inst->lock);
 			return P11_ERROR(FV_ERR_BACKEND,
 				"token '%s' is gone (C_GetTokenInfo: %s); reconnect it and retry",
 				inst->token_label, p11_ckr_name(rv));
 		}
-		inst->token_flags = ti.flags;
+		if (rv != CKR_OK) {
+			/* The module itself is broken (its server went away):
+			 * initialize it again, then find the token anew. */
+			forget_idle(inst, 0);
+			rc = p11_module_reinitialize(inst->mod, epoch, rv);
+			if (rc == FV_OK)
+				rc = follow_module_epoch_locked(inst);
+			if (rc != FV_OK) {
+				pthread_mutex_unlock(&inst->lock);
+				return rc;
+			}
+		} else {
+			inst->token_flags = ti.flags;
+		}
 	}
+	forget_idle(inst, 1);
 	inst->generation++;
 	rc = reserve_locked(inst);
 	if (rc == FV_OK)

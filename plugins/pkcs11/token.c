@@ -28,9 +28,10 @@ int p11_token_select(fv_instance *inst)
 	CK_SLOT_ID want_slot = p11_kit_uri_get_slot_id(uri);
 	CK_TOKEN_INFO ti, chosen_ti;
 	CK_SLOT_INFO si;
-	CK_SLOT_ID slot, chosen = 0;
+	CK_SLOT_ID slot, chosen = 0, *slots = NULL;
+	CK_ULONG count = 0, i;
 	char present[1024] = "";
-	unsigned int i, matches = 0;
+	unsigned int matches = 0;
 	CK_RV rv;
 
 	/* Module fields in the URI (library-manufacturer, ...) must match too. */
@@ -39,28 +40,42 @@ int p11_token_select(fv_instance *inst)
 			"%s.uri: its library-* fields do not match module '%s'",
 			inst->where, mod->path);
 
+	rv = mod->fns->C_GetSlotList(CK_TRUE, NULL, &count);
+	if (rv == CKR_OK && count > 0) {
+		slots = calloc(count, sizeof(*slots));
+		if (!slots)
+			return FV_ERR_NOMEM;
+		rv = mod->fns->C_GetSlotList(CK_TRUE, slots, &count);
+	}
+	if (rv != CKR_OK) {
+		free(slots);
+		return P11_ERROR(FV_ERR_BACKEND, "module '%s': C_GetSlotList failed: %s",
+		                 mod->path, p11_ckr_name(rv));
+	}
 	memset(&chosen_ti, 0, sizeof(chosen_ti));
-	for (i = 0; i < mod->slot_count; i++) {
-		if (!mod->slots[i].token)
-			continue;
-		slot = PKCS11_get_slotid_from_slot(&mod->slots[i]);
-		/* The module's own answers, not libp11's cached copy: URI
-		 * matching needs the raw fields and the flags must be current. */
+	for (i = 0; i < count; i++) {
+		slot = slots[i];
+		/* Asked each time: URI matching needs the raw fields, and the
+		 * flags must be current. */
 		rv = mod->fns->C_GetTokenInfo(slot, &ti);
 		if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_TOKEN_NOT_RECOGNIZED)
 			continue;
-		if (rv != CKR_OK)
+		if (rv != CKR_OK) {
+			free(slots);
 			return P11_ERROR(FV_ERR_BACKEND, "module '%s': C_GetTokenInfo(slot %lu) failed: %s",
 			                 mod->path, (unsigned long)slot, p11_ckr_name(rv));
+		}
 		if (!(ti.flags & CKF_TOKEN_INITIALIZED))
 			continue;
 		describe_token(present, sizeof(present), slot, &ti);
 		if (want_slot != (CK_SLOT_ID)-1 && want_slot != slot)
 			continue;
 		rv = mod->fns->C_GetSlotInfo(slot, &si);
-		if (rv != CKR_OK)
+		if (rv != CKR_OK) {
+			free(slots);
 			return P11_ERROR(FV_ERR_BACKEND, "module '%s': C_GetSlotInfo(slot %lu) failed: %s",
 			                 mod->path, (unsigned long)slot, p11_ckr_name(rv));
+		}
 		if (!p11_kit_uri_match_slot_info(uri, &si) ||
 		    !p11_kit_uri_match_token_info(uri, &ti))
 			continue;
@@ -68,6 +83,7 @@ int p11_token_select(fv_instance *inst)
 		chosen = slot;
 		chosen_ti = ti;
 	}
+	free(slots);
 	if (matches == 0)
 		return P11_ERROR(FV_ERR_NOT_FOUND,
 			"%s.uri: no token matches; tokens present in '%s': %s; fix token=/serial=/slot-id= in the uri",
@@ -78,8 +94,11 @@ int p11_token_select(fv_instance *inst)
 			inst->where, matches, mod->path, present);
 	inst->slot = chosen;
 	inst->token_flags = chosen_ti.flags;
+	inst->mod_epoch = p11_module_epoch(mod, NULL);
 	p11_trim_copy(inst->token_label, sizeof(inst->token_label), chosen_ti.label,
 	              sizeof(chosen_ti.label));
+	p11_trim_copy(inst->token_serial, sizeof(inst->token_serial), chosen_ti.serialNumber,
+	              sizeof(chosen_ti.serialNumber));
 	return FV_OK;
 }
 

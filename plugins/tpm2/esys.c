@@ -9,7 +9,9 @@
  *
  * Every function here is called with inst->lock held.
  */
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -39,6 +41,7 @@ int tpm2_rc_is_lost(TSS2_RC rc)
 		switch (tpm2_rc_base(rc)) {
 		case TPM2_RC_INITIALIZE:     /* the TPM was reset and not started */
 		case TPM2_RC_REFERENCE_H0:   /* our object is gone: TPM reset */
+		case TPM2_RC_REFERENCE_S0:   /* our session is gone: TPM reset */
 		case TPM2_RC_HANDLE:
 			return 1;
 		default:
@@ -63,15 +66,116 @@ const char *tpm2_tcti_name(const fv_instance *inst)
 	return inst->tcti ? inst->tcti : "(tpm2-tss default)";
 }
 
+/* TCTI modules of tpm2-tss and tpm2-abrmd; Debian packages the library of
+ * each NAME as libtss2-tcti-NAME0. */
+static const char *const tcti_known[] = {
+	"device", "tabrmd", "swtpm", "mssim", "cmd", "pcap", "libtpms", "spi-helper", NULL
+};
+
+/*
+ * Tss2_TctiLdr_Initialize answers "not supported" both for a TCTI library
+ * that is not installed and for a name it does not know. Ask the loader for
+ * the library alone, so the message can say which of the two it is instead
+ * of blaming the TPM. FV_OK when the library loads (the TPM is the problem).
+ */
+static int tcti_library_check(const fv_instance *inst)
+{
+	char name[128];
+	const char *colon;
+	TSS2_TCTI_INFO *info = NULL;
+	size_t len, i;
+
+	if (!inst->tcti)
+		return FV_OK;
+	colon = strchr(inst->tcti, ':');
+	len = colon ? (size_t)(colon - inst->tcti) : strlen(inst->tcti);
+	if (len == 0 || len >= sizeof(name))
+		return FV_OK;
+	memcpy(name, inst->tcti, len);
+	name[len] = '\0';
+	if (Tss2_TctiLdr_GetInfo(name, &info) == TSS2_RC_SUCCESS) {
+		Tss2_TctiLdr_FreeInfo(&info);
+		return FV_OK;
+	}
+	if (strchr(name, '/'))
+		return TPM2_ERROR(FV_ERR_CONFIG,
+			"%s.tcti: '%s' cannot be loaded as a TCTI library (missing, or not a tpm2-tss TCTI); correct the path",
+			inst->where, name);
+	for (i = 0; tcti_known[i]; i++)
+		if (strcmp(name, tcti_known[i]) == 0)
+			return TPM2_ERROR(FV_ERR_BACKEND,
+				"TCTI '%s': its library libtss2-tcti-%s.so.0 cannot be loaded; install it (Debian package libtss2-tcti-%s0%s), or choose another TCTI in %s.tcti",
+				name, name, name,
+				strcmp(name, "tabrmd") == 0 ? ", and run the tpm2-abrmd service" : "",
+				inst->where);
+	return TPM2_ERROR(FV_ERR_CONFIG,
+		"%s.tcti: unknown TCTI '%s': neither libtss2-tcti-%s.so.0 nor a library '%s' can be loaded; use device, tabrmd, swtpm or mssim (e.g. \"device:/dev/tpmrm0\")",
+		inst->where, name, name, name);
+}
+
+/*
+ * The TCTI string to hand tctildr. A TCTI named by path is code loaded into
+ * this process: the host checks the file (as it checks plugins) and tctildr
+ * loads that same file as /proc/self/fd/N, whose descriptor stays open until
+ * the library is unloaded. A TCTI named by name (device, swtpm, tabrmd) is
+ * found by the dynamic loader in the system's library directories.
+ */
+static int tcti_checked(fv_instance *inst, char *buf, size_t len, const char **conf)
+{
+	char fd_path[FV_HOST_FD_PATH_MAX], path[512];
+	const char *colon;
+	size_t name_len;
+	int rc;
+
+	*conf = inst->tcti;
+	inst->tcti_fd = -1;
+	if (!inst->tcti)
+		return FV_OK;
+	colon = strchr(inst->tcti, ':');
+	name_len = colon ? (size_t)(colon - inst->tcti) : strlen(inst->tcti);
+	if (!memchr(inst->tcti, '/', name_len))
+		return FV_OK;
+	if (name_len >= sizeof(path))
+		return TPM2_ERROR(FV_ERR_CONFIG, "%s.tcti: the TCTI library path is too long",
+		                  inst->where);
+	if (!FV_HOST_HAS(tpm2_host, file_open_checked))
+		return TPM2_ERROR(FV_ERR_PLUGIN,
+			"%s.tcti: this flowvault is too old to check library files (provider ABI 1.1 needed); name the TCTI (device, swtpm, tabrmd) instead of its path",
+			inst->where);
+	memcpy(path, inst->tcti, name_len);
+	path[name_len] = '\0';
+	if ((rc = tpm2_host->file_open_checked(path, "TCTI library", &inst->tcti_fd)) != FV_OK)
+		return rc;
+	fv_host_fd_path(fd_path, inst->tcti_fd);
+	snprintf(buf, len, "%s%s", fd_path, colon ? colon : "");
+	*conf = buf;
+	return FV_OK;
+}
+
+static void tcti_fd_close(fv_instance *inst)
+{
+	if (inst->tcti_fd >= 0)
+		close(inst->tcti_fd);
+	inst->tcti_fd = -1;
+}
+
 int tpm2_connect(fv_instance *inst)
 {
+	char tcti_buf[1024];
+	const char *tcti;
 	TSS2_RC r;
+	int rc;
 
 	if (inst->esys)
 		return FV_OK;
-	r = Tss2_TctiLdr_Initialize(inst->tcti, &inst->tcti_ctx);
+	if ((rc = tcti_checked(inst, tcti_buf, sizeof(tcti_buf), &tcti)) != FV_OK)
+		return rc;
+	r = Tss2_TctiLdr_Initialize(tcti, &inst->tcti_ctx);
 	if (r != TSS2_RC_SUCCESS) {
 		inst->tcti_ctx = NULL;
+		tcti_fd_close(inst);
+		if ((rc = tcti_library_check(inst)) != FV_OK)
+			return rc;
 		return TPM2_ERROR(FV_ERR_BACKEND,
 			"TPM not reachable through TCTI '%s' (%s); check that the TPM or swtpm is running, that this user may open it, and %s.tcti",
 			tpm2_tcti_name(inst), tpm2_rc_text(r), inst->where);
@@ -80,10 +184,12 @@ int tpm2_connect(fv_instance *inst)
 	if (r != TSS2_RC_SUCCESS) {
 		inst->esys = NULL;
 		Tss2_TctiLdr_Finalize(&inst->tcti_ctx);
+		tcti_fd_close(inst);
 		return TPM2_ERROR(FV_ERR_BACKEND, "TPM through TCTI '%s': cannot start ESYS (%s)",
 		                  tpm2_tcti_name(inst), tpm2_rc_text(r));
 	}
 	inst->key_tr = ESYS_TR_NONE;
+	inst->session = ESYS_TR_NONE;
 	return FV_OK;
 }
 
@@ -93,9 +199,19 @@ void tpm2_disconnect(fv_instance *inst)
 		Esys_Finalize(&inst->esys);
 	if (inst->tcti_ctx)
 		Tss2_TctiLdr_Finalize(&inst->tcti_ctx);
+	/* After the library is unloaded: its /proc/self/fd name must not be reused. */
+	tcti_fd_close(inst);
 	inst->esys = NULL;
 	inst->tcti_ctx = NULL;
 	inst->key_tr = ESYS_TR_NONE;
+	inst->session = ESYS_TR_NONE;
+}
+
+int tpm2_object_memory_error(TSS2_RC r)
+{
+	return TPM2_ERROR(FV_ERR_BACKEND,
+		"TPM has no free transient object slot (%s); another program left objects loaded: flush them (tpm2_flushcontext -t) or use a resource manager (tabrmd, /dev/tpmrm0)",
+		tpm2_rc_text(r));
 }
 
 /* One TPM2_GetCapability row: 1 when the TPM lists `property` in `cap`. */
@@ -222,9 +338,7 @@ int tpm2_parent_get(fv_instance *inst, uint32_t parent, ESYS_TR *out, int *flush
 				"the TPM's owner hierarchy has a password, so the standard primary cannot be created; make a persistent storage key and name it in %s.parent",
 				inst->where);
 		if (tpm2_rc_base(r) == TPM2_RC_OBJECT_MEMORY)
-			return TPM2_ERROR(FV_ERR_BACKEND,
-				"TPM has no free transient object slot (%s); another program left objects loaded: flush them (tpm2_flushcontext -t) or use a resource manager (tabrmd, /dev/tpmrm0)",
-				tpm2_rc_text(r));
+			return tpm2_object_memory_error(r);
 		return TPM2_ERROR(FV_ERR_BACKEND,
 			"cannot create the owner-hierarchy storage primary (%s)", tpm2_rc_text(r));
 	}
@@ -243,6 +357,56 @@ static void parent_put(fv_instance *inst, ESYS_TR *tr, int flush)
 	*tr = ESYS_TR_NONE;
 }
 
+int tpm2_session_start(fv_instance *inst, ESYS_TR salt_key, TPMA_SESSION attrs,
+                       ESYS_TR *out)
+{
+	const TPMT_SYM_DEF symmetric = {
+		.algorithm = TPM2_ALG_AES,
+		.keyBits = { .aes = 128 },
+		.mode = { .aes = TPM2_ALG_CFB },
+	};
+	TSS2_RC r;
+
+	/* Salted, unbound: the session key comes from a random salt that only
+	 * the TPM can decrypt (ESYS encrypts it to salt_key's public key), so
+	 * someone reading the bus learns neither it nor the keys derived from
+	 * it for HMACs and parameter encryption. */
+	r = Esys_StartAuthSession(inst->esys, salt_key, ESYS_TR_NONE, ESYS_TR_NONE,
+	                          ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &symmetric,
+	                          TPM2_ALG_SHA256, out);
+	if (r != TSS2_RC_SUCCESS) {
+		*out = ESYS_TR_NONE;
+		if (tpm2_rc_base(r) == TPM2_RC_SESSION_MEMORY ||
+		    tpm2_rc_base(r) == TPM2_RC_SESSION_HANDLES)
+			return TPM2_ERROR(FV_ERR_BACKEND,
+				"TPM has no free session slot (%s); another program left sessions loaded: flush them (tpm2_flushcontext -l; -s for saved ones) or use a resource manager (tabrmd, /dev/tpmrm0)",
+				tpm2_rc_text(r));
+		return TPM2_ERROR(FV_ERR_BACKEND,
+			"TPM through TCTI '%s': cannot start a session salted to the key's storage parent (%s); the parent must be a storage (restricted decryption) key: check %s.parent, or the parent the key file records",
+			tpm2_tcti_name(inst), tpm2_rc_text(r), inst->where);
+	}
+	r = Esys_TRSess_SetAttributes(inst->esys, *out, attrs, 0xff);
+	if (r != TSS2_RC_SUCCESS) {
+		Esys_FlushContext(inst->esys, *out);
+		*out = ESYS_TR_NONE;
+		return TPM2_ERROR(FV_ERR_BACKEND, "cannot set the session's attributes (%s)",
+		                  tpm2_rc_text(r));
+	}
+	return FV_OK;
+}
+
+/*
+ * The decryption session: salted to the key's storage parent, response
+ * parameter encryption (TPMA_SESSION_ENCRYPT) so TPM2_RSA_Decrypt's plain
+ * text crosses the bus under AES-128-CFB, continued across decryptions.
+ */
+static int key_session_start(fv_instance *inst, ESYS_TR parent)
+{
+	return tpm2_session_start(inst, parent,
+	                          TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_ENCRYPT,
+	                          &inst->session);
+}
+
 static int load_from_file(fv_instance *inst)
 {
 	const struct tpm2_keyblob *b = &inst->blob;
@@ -255,10 +419,10 @@ static int load_from_file(fv_instance *inst)
 		return rc;
 	r = Esys_Load(inst->esys, parent, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
 	              &b->priv, &b->pub, &inst->key_tr);
-	parent_put(inst, &parent, flush);
 	if (r != TSS2_RC_SUCCESS) {
 		TSS2_RC base = tpm2_rc_base(r);
 
+		parent_put(inst, &parent, flush);
 		inst->key_tr = ESYS_TR_NONE;
 		if (base == TPM2_RC_INTEGRITY || base == TPM2_RC_BINDING ||
 		    base == TPM2_RC_SIZE || base == TPM2_RC_VALUE)
@@ -266,22 +430,24 @@ static int load_from_file(fv_instance *inst)
 				"%s.key_file '%s': the TPM refuses to load it (%s): it was made on another TPM or under another parent than 0x%08x, or it is damaged",
 				inst->where, inst->key_file, tpm2_rc_text(r), b->parent);
 		if (base == TPM2_RC_OBJECT_MEMORY)
-			return TPM2_ERROR(FV_ERR_BACKEND,
-				"TPM has no free transient object slot (%s); another program left objects loaded: flush them (tpm2_flushcontext -t) or use a resource manager (tabrmd, /dev/tpmrm0)",
-				tpm2_rc_text(r));
+			return tpm2_object_memory_error(r);
 		return TPM2_ERROR(FV_ERR_BACKEND, "%s.key_file '%s': TPM2_Load failed (%s)",
 		                  inst->where, inst->key_file, tpm2_rc_text(r));
 	}
 	inst->key_transient = 1;
 	inst->key_pub = b->pub;
-	return FV_OK;
+	rc = key_session_start(inst, parent);
+	parent_put(inst, &parent, flush);
+	return rc;
 }
 
 static int load_persistent(fv_instance *inst)
 {
 	TPM2B_PUBLIC *pub = NULL;
+	ESYS_TR parent;
+	uint32_t parent_handle;
 	TSS2_RC r;
-	int rc;
+	int flush, rc;
 
 	rc = tpm2_handle_exists(inst, inst->handle);
 	if (rc < 0)
@@ -299,13 +465,28 @@ static int load_persistent(fv_instance *inst)
 		if (inst->key_tr != ESYS_TR_NONE)
 			Esys_TR_Close(inst->esys, &inst->key_tr);
 		inst->key_tr = ESYS_TR_NONE;
+		/* A persistent object needs a free transient slot for each command
+		 * that uses it, so a full TPM refuses it just like a key file. */
+		if (tpm2_rc_base(r) == TPM2_RC_OBJECT_MEMORY)
+			return tpm2_object_memory_error(r);
 		return TPM2_ERROR(FV_ERR_BACKEND, "%s.handle 0x%08x: cannot read the key (%s)",
 		                  inst->where, inst->handle, tpm2_rc_text(r));
 	}
 	inst->key_pub = *pub;
 	Esys_Free(pub);
 	inst->key_transient = 0;
-	return FV_OK;
+
+	/* The key's own parent is not recorded anywhere for a persistent key:
+	 * salt with the storage key generate uses (configured parent, else
+	 * 0x81000001, else the standard owner primary). */
+	rc = tpm2_parent_default(inst, &parent_handle);
+	if (rc == FV_OK)
+		rc = tpm2_parent_get(inst, parent_handle, &parent, &flush);
+	if (rc != FV_OK)
+		return rc;
+	rc = key_session_start(inst, parent);
+	parent_put(inst, &parent, flush);
+	return rc;
 }
 
 int tpm2_key_load(fv_instance *inst)
@@ -320,15 +501,19 @@ int tpm2_key_load(fv_instance *inst)
 	if (inst->key_tr != ESYS_TR_NONE)
 		return FV_OK;
 	rc = inst->key_file ? load_from_file(inst) : load_persistent(inst);
-	if (rc != FV_OK)
+	if (rc != FV_OK) {
+		tpm2_key_unload(inst);
 		return rc;
+	}
 	if (inst->key_file)
 		snprintf(what, sizeof(what), "%s.key_file", inst->where);
 	else
 		snprintf(what, sizeof(what), "%s.handle 0x%08x", inst->where, inst->handle);
 	rc = tpm2_public_check(&inst->key_pub, what);
-	if (rc == FV_OK && inst->have_auth) {
-		r = Esys_TR_SetAuth(inst->esys, inst->key_tr, &inst->auth);
+	/* ESYS mixes the auth value into the session's HMAC and parameter
+	 * encryption keys; it is never sent to the TPM. */
+	if (rc == FV_OK && inst->auth) {
+		r = Esys_TR_SetAuth(inst->esys, inst->key_tr, inst->auth);
 		if (r != TSS2_RC_SUCCESS)
 			rc = TPM2_ERROR(FV_ERR_BACKEND, "%s: cannot set its authorization (%s)", what,
 			                tpm2_rc_text(r));
@@ -340,10 +525,16 @@ int tpm2_key_load(fv_instance *inst)
 
 void tpm2_key_unload(fv_instance *inst)
 {
-	if (inst->key_tr == ESYS_TR_NONE || !inst->esys) {
+	if (!inst->esys) {
 		inst->key_tr = ESYS_TR_NONE;
+		inst->session = ESYS_TR_NONE;
 		return;
 	}
+	if (inst->session != ESYS_TR_NONE)
+		Esys_FlushContext(inst->esys, inst->session);
+	inst->session = ESYS_TR_NONE;
+	if (inst->key_tr == ESYS_TR_NONE)
+		return;
 	if (inst->key_transient)
 		Esys_FlushContext(inst->esys, inst->key_tr);
 	else
@@ -371,7 +562,7 @@ static int decrypt_error(fv_instance *inst, TSS2_RC r)
 	 * entering failure mode: ask the TPM whether it is really failing. */
 	if (tpm2_rc_base(r) == TPM2_RC_FAILURE && tpm_healthy(inst))
 		return TPM2_ERROR(FV_ERR_DECRYPT,
-			"the TPM rejects the ciphertext (%s, and its self-test result is fine): it was not encrypted to this key with RSA-OAEP-SHA256",
+			"the TPM rejects the ciphertext: the ciphertext failed the OAEP check (this TPM reports that as %s, and its self-test result is fine): it was not encrypted to this key with RSA-OAEP-SHA256",
 			tpm2_rc_text(r));
 	switch (tpm2_rc_base(r)) {
 	case TPM2_RC_AUTH_FAIL:
@@ -388,6 +579,8 @@ static int decrypt_error(fv_instance *inst, TSS2_RC r)
 		return TPM2_ERROR(FV_ERR_DECRYPT,
 			"the TPM rejects the ciphertext (%s): it was not encrypted to this key with RSA-OAEP-SHA256",
 			tpm2_rc_text(r));
+	case TPM2_RC_OBJECT_MEMORY:
+		return tpm2_object_memory_error(r);
 	case TPM2_RC_SCHEME:
 	case TPM2_RC_ATTRIBUTES:
 	case TPM2_RC_KEY:
@@ -415,6 +608,11 @@ int tpm2_decrypt(fv_instance *inst, const unsigned char *in, size_t in_len,
 			"ciphertext is %zu bytes; this RSA-%u key takes exactly %u", in_len,
 			(unsigned int)inst->key_pub.publicArea.parameters.rsaDetail.keyBits,
 			(unsigned int)inst->key_pub.publicArea.unique.rsa.size);
+	/* A value the TPM cannot take (not below the modulus) is the sender's
+	 * fault; say so without asking the TPM, whose answer to it varies. */
+	if (memcmp(in, inst->key_pub.publicArea.unique.rsa.buffer, in_len) >= 0)
+		return TPM2_ERROR(FV_ERR_DECRYPT,
+			"the ciphertext is not smaller than the key's modulus: it was not encrypted to this key");
 	cipher.size = (UINT16)in_len;
 	memcpy(cipher.buffer, in, in_len);
 	memset(&scheme, 0, sizeof(scheme));
@@ -425,14 +623,19 @@ int tpm2_decrypt(fv_instance *inst, const unsigned char *in, size_t in_len,
 		rc = tpm2_key_load(inst);
 		if (rc != FV_OK)
 			return rc;
-		r = Esys_RSA_Decrypt(inst->esys, inst->key_tr, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+		r = Esys_RSA_Decrypt(inst->esys, inst->key_tr, inst->session, ESYS_TR_NONE,
 		                     ESYS_TR_NONE, &cipher, &scheme, &label, &plain);
 		if (r == TSS2_RC_SUCCESS || attempt > 0 || !tpm2_rc_is_lost(r))
 			break;
-		/* The TPM restarted or the connection broke: the loaded key is gone
-		 * with it. Connect again, load again, try once more. */
+		/* The TPM restarted or the connection broke: the loaded key and the
+		 * session are gone with it. Connect again, load again (with a new
+		 * session), try once more. */
 		TPM2_LOG(FV_LOG_WARNING, "%s: TPM connection lost or TPM reset (%s); reconnecting",
 		         inst->where, tpm2_rc_text(r));
+		/* When the TPM itself answered, whatever of ours it still holds (the
+		 * key when only the session is gone) is flushed, not left behind. */
+		if ((r & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER)
+			tpm2_key_unload(inst);
 		tpm2_disconnect(inst);
 	}
 	if (r != TSS2_RC_SUCCESS)

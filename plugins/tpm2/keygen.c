@@ -5,6 +5,7 @@
  * occupied one).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -32,13 +33,41 @@ void tpm2_key_template(TPM2B_PUBLIC *t)
 	p->exponent = 0; /* 65537 */
 }
 
+/* Memory for the auth value the instance keeps: the host's secure memory
+ * (not in core dumps, locked, wiped on free) when it offers it. */
+static TPM2B_AUTH *auth_alloc(void)
+{
+	TPM2B_AUTH *a;
+
+	if (FV_HOST_HAS(tpm2_host, secure_alloc) && FV_HOST_HAS(tpm2_host, secure_free)) {
+		a = tpm2_host->secure_alloc(sizeof(*a));
+		if (a)
+			memset(a, 0, sizeof(*a));
+		return a;
+	}
+	return calloc(1, sizeof(*a));
+}
+
+void tpm2_auth_free(fv_instance *inst)
+{
+	if (!inst->auth)
+		return;
+	if (FV_HOST_HAS(tpm2_host, secure_alloc) && FV_HOST_HAS(tpm2_host, secure_free)) {
+		tpm2_host->secure_free(inst->auth, sizeof(*inst->auth));
+	} else {
+		OPENSSL_cleanse(inst->auth, sizeof(*inst->auth));
+		free(inst->auth);
+	}
+	inst->auth = NULL;
+}
+
 int tpm2_auth_resolve(fv_instance *inst)
 {
 	char purpose[256], *secret = NULL;
 	size_t len = 0;
 	int rc;
 
-	if (!inst->auth_ref || inst->have_auth)
+	if (!inst->auth_ref || inst->auth)
 		return FV_OK;
 	snprintf(purpose, sizeof(purpose), "authorization value of TPM key %s", inst->where);
 	rc = tpm2_host->secret_resolve(inst->auth_ref, purpose, &secret, &len);
@@ -51,10 +80,14 @@ int tpm2_auth_resolve(fv_instance *inst)
 			"%s.auth: the TPM takes authorization values of at most 32 bytes (this one has %zu)",
 			inst->where, len);
 	}
-	inst->auth.size = (UINT16)len;
-	memcpy(inst->auth.buffer, secret, len);
+	inst->auth = auth_alloc();
+	if (!inst->auth) {
+		tpm2_host->secret_free(secret, len);
+		return FV_ERR_NOMEM;
+	}
+	inst->auth->size = (UINT16)len;
+	memcpy(inst->auth->buffer, secret, len);
 	tpm2_host->secret_free(secret, len);
-	inst->have_auth = 1;
 	return FV_OK;
 }
 
@@ -100,7 +133,7 @@ static int write_file(fv_instance *inst, uint32_t parent, const TPM2B_PRIVATE *p
 
 	memset(&blob, 0, sizeof(blob));
 	blob.parent = parent;
-	blob.empty_auth = !(inst->have_auth && inst->auth.size > 0);
+	blob.empty_auth = !(inst->auth && inst->auth->size > 0);
 	blob.pub = *pub;
 	blob.priv = *priv;
 	rc = tpm2_keyblob_encode(&pem, &pem_len, &blob);
@@ -123,7 +156,7 @@ int tpm2_generate(fv_instance *inst)
 	TPML_PCR_SELECTION pcrs = { .count = 0 };
 	TPM2B_PRIVATE *priv = NULL;
 	TPM2B_PUBLIC *pub = NULL;
-	ESYS_TR parent_tr = ESYS_TR_NONE;
+	ESYS_TR parent_tr = ESYS_TR_NONE, session = ESYS_TR_NONE;
 	struct stat st;
 	uint32_t parent;
 	TSS2_RC r;
@@ -156,15 +189,22 @@ int tpm2_generate(fv_instance *inst)
 	if (rc != FV_OK)
 		return rc;
 
+	/* The new key's auth value is a command parameter of TPM2_Create: send
+	 * it encrypted, in a session salted to the parent. */
+	rc = tpm2_session_start(inst, parent_tr,
+	                        TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_DECRYPT, &session);
+	if (rc != FV_OK)
+		goto out;
 	tpm2_key_template(&tmpl);
 	memset(&sensitive, 0, sizeof(sensitive));
-	if (inst->have_auth)
-		sensitive.sensitive.userAuth = inst->auth;
-	r = Esys_Create(inst->esys, parent_tr, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+	if (inst->auth)
+		sensitive.sensitive.userAuth = *inst->auth;
+	r = Esys_Create(inst->esys, parent_tr, session, ESYS_TR_NONE, ESYS_TR_NONE,
 	                &sensitive, &tmpl, &outside, &pcrs, &priv, &pub, NULL, NULL, NULL);
 	OPENSSL_cleanse(&sensitive, sizeof(sensitive));
 	if (r != TSS2_RC_SUCCESS) {
-		rc = TPM2_ERROR(FV_ERR_BACKEND, "TPM2_Create under parent 0x%08x failed (%s)",
+		rc = tpm2_rc_base(r) == TPM2_RC_OBJECT_MEMORY ? tpm2_object_memory_error(r) :
+		     TPM2_ERROR(FV_ERR_BACKEND, "TPM2_Create under parent 0x%08x failed (%s)",
 		                parent, tpm2_rc_text(r));
 		goto out;
 	}
@@ -175,6 +215,8 @@ int tpm2_generate(fv_instance *inst)
 	else
 		rc = write_file(inst, parent, priv, pub);
 out:
+	if (session != ESYS_TR_NONE)
+		Esys_FlushContext(inst->esys, session);
 	if (parent_tr != ESYS_TR_NONE) {
 		if (flush)
 			Esys_FlushContext(inst->esys, parent_tr);

@@ -9,6 +9,7 @@
  * the TPM. One ESYS context per instance, used under its mutex.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ static const fv_config_field config_fields[] = {
 	{ "handle", FV_FIELD_STRING, FV_FIELD_KEY_REFERENCE,
 	  "persistent handle of the key, e.g. \"0x81000010\"; or use key_file" },
 	{ "parent", FV_FIELD_STRING, 0,
-	  "parent for generate: persistent handle \"0x81xxxxxx\" or \"owner\" (default: 0x81000001 if present, else owner)" },
+	  "parent for generate, and the storage key that salts a handle key's session: persistent handle \"0x81xxxxxx\" or \"owner\" (default: 0x81000001 if present, else owner)" },
 	{ "auth", FV_FIELD_SECRET, 0,
 	  "the key's authorization value: env:NAME, file:PATH or prompt (default: none)" },
 	{ NULL, 0, 0, NULL }
@@ -58,7 +59,7 @@ static void instance_close(fv_instance *inst)
 	tpm2_disconnect(inst);
 	pthread_mutex_unlock(&inst->lock);
 	pthread_mutex_destroy(&inst->lock);
-	OPENSSL_cleanse(&inst->auth, sizeof(inst->auth));
+	tpm2_auth_free(inst);
 	free(inst->where);
 	free(inst->tcti);
 	free(inst->key_file);
@@ -77,11 +78,13 @@ static int instance_open(const fv_config *cfg, fv_instance **out)
 	inst = calloc(1, sizeof(*inst));
 	if (!inst)
 		return FV_ERR_NOMEM;
+	inst->tcti_fd = -1;
 	if (pthread_mutex_init(&inst->lock, NULL) != 0) {
 		free(inst);
 		return FV_ERR_GENERIC;
 	}
 	inst->key_tr = ESYS_TR_NONE;
+	inst->session = ESYS_TR_NONE;
 	inst->where = strdup(tpm2_host->config_location(cfg));
 	if (!inst->where)
 		goto fail;
@@ -150,6 +153,7 @@ struct fv_pkey {
 	fv_instance *inst;
 	unsigned char *spki;
 	size_t spki_len;
+	char location[512];      /* for key_describe */
 };
 
 static void key_close(fv_pkey *key)
@@ -284,12 +288,60 @@ static int key_info(fv_pkey *key, char *buf, size_t len)
 	return FV_OK;
 }
 
+/*
+ * What the TPM says about the key: its object attributes, read from the
+ * public area the TPM loaded (for a key file, the TPM checks the public area
+ * against the private part when it loads it, so the file cannot lie).
+ */
+static int key_describe(fv_pkey *key, fv_key_description *out)
+{
+	const fv_instance *inst = key->inst;
+	const TPMT_PUBLIC *a = &inst->key_pub.publicArea;
+	const TPMA_OBJECT attrs = a->objectAttributes;
+	uint32_t props = 0;
+
+	if (inst->key_file)
+		snprintf(key->location, sizeof(key->location),
+		         "TPM key file '%s' (parent 0x%08x), TCTI %s", inst->key_file,
+		         inst->blob.parent, tpm2_tcti_name(inst));
+	else
+		snprintf(key->location, sizeof(key->location), "TPM handle 0x%08x, TCTI %s",
+		         inst->handle, tpm2_tcti_name(inst));
+	if (attrs & TPMA_OBJECT_FIXEDTPM)
+		props |= FV_KEY_PROP_FIXED_TPM;
+	if (attrs & TPMA_OBJECT_FIXEDPARENT)
+		props |= FV_KEY_PROP_FIXED_PARENT;
+	if (attrs & TPMA_OBJECT_SENSITIVEDATAORIGIN)
+		props |= FV_KEY_PROP_GENERATED_INSIDE;
+	if (attrs & TPMA_OBJECT_SIGN_ENCRYPT)
+		props |= FV_KEY_PROP_CAN_SIGN;
+
+#define DESC_SET(member, value)                                                  \
+	do {                                                                         \
+		if (out->struct_size >= offsetof(fv_key_description, member) +           \
+		                        sizeof(out->member))                             \
+			out->member = (value);                                               \
+	} while (0)
+	DESC_SET(oaep, "tpm");
+	DESC_SET(backend, "tpm");
+	DESC_SET(location, key->location);
+	DESC_SET(bits, (unsigned int)a->parameters.rsaDetail.keyBits);
+	DESC_SET(properties, props);
+	/* The private key is in the TPM, never in this process; an unrestricted
+	 * decryption key cannot unwrap (import) other keys. */
+	DESC_SET(properties_known, FV_KEY_PROP_FIXED_TPM | FV_KEY_PROP_FIXED_PARENT |
+	                           FV_KEY_PROP_GENERATED_INSIDE | FV_KEY_PROP_CAN_SIGN |
+	                           FV_KEY_PROP_CAN_UNWRAP | FV_KEY_PROP_IN_HOST_MEMORY);
+#undef DESC_SET
+	return FV_OK;
+}
+
 static const fv_provider provider = {
 	.abi_version = FV_PROVIDER_ABI_VERSION,
 	.struct_size = sizeof(fv_provider),
 	.name = "tpm2",
 	.version = TPM2_PLUGIN_VERSION,
-	.capabilities = FV_CAP_GENERATE | FV_CAP_INFO,
+	.capabilities = FV_CAP_GENERATE | FV_CAP_INFO | FV_CAP_DESCRIBE,
 	.config_fields = config_fields,
 	.instance_open = instance_open,
 	.instance_close = instance_close,
@@ -301,6 +353,7 @@ static const fv_provider provider = {
 	.key_info = key_info,
 	.key_list = NULL,
 	.key_delete = NULL,
+	.key_describe = key_describe,
 };
 
 static int tpm2_entry(uint32_t host_abi_version, const fv_host *host,

@@ -8,7 +8,9 @@
  *   public.c   TPM2B_PUBLIC -> SubjectPublicKeyInfo DER
  *
  * The key is an RSA-2048 decryption key (no sign) whose private part never
- * leaves the TPM: decryption is TPM2_RSA_Decrypt with OAEP and SHA-256.
+ * leaves the TPM: decryption is TPM2_RSA_Decrypt with OAEP and SHA-256, in a
+ * salted HMAC session that encrypts the response, so neither the plain text
+ * nor the key's authorization value crosses the TPM interface in the clear.
  */
 #ifndef FLOWVAULT_TPM2_PLUGIN_H
 #define FLOWVAULT_TPM2_PLUGIN_H
@@ -80,12 +82,14 @@ struct fv_instance {
 	 * instance, and ESYS contexts are not thread-safe. */
 	pthread_mutex_t lock;
 	TSS2_TCTI_CONTEXT *tcti_ctx;
+	int tcti_fd;              /* a TCTI given by path: its checked file, or -1 */
 	ESYS_CONTEXT *esys;
-	int have_auth;            /* auth resolved into `auth` */
-	TPM2B_AUTH auth;          /* the key's auth value (wiped on close) */
+	TPM2B_AUTH *auth;         /* the key's auth value, in host secure memory;
+	                             NULL until resolved (or without auth) */
 	struct tpm2_keyblob blob; /* for key files: what to load again */
 	int have_blob;
 	ESYS_TR key_tr;           /* loaded key, or ESYS_TR_NONE */
+	ESYS_TR session;          /* salted HMAC session for key_tr, or ESYS_TR_NONE */
 	int key_transient;        /* key_tr was loaded by us: flush it */
 	unsigned int key_refs;    /* open fv_pkey handles on key_tr */
 	TPM2B_PUBLIC key_pub;     /* public area of the loaded key */
@@ -104,7 +108,8 @@ int tpm2_rc_is_lost(TSS2_RC rc);
 /* Format-one TPM error code without the parameter/handle/session bits. */
 TSS2_RC tpm2_rc_base(TSS2_RC rc);
 
-/* Connect (TCTI + ESYS) if not connected. FV_ERR_BACKEND naming the TCTI. */
+/* Connect (TCTI + ESYS) if not connected. FV_ERR_BACKEND naming the TCTI,
+ * or the TCTI library that cannot be loaded. */
 int tpm2_connect(fv_instance *inst);
 /* Drop the connection and forget loaded objects (the TPM has lost them, or
  * will when this process ends). */
@@ -123,8 +128,16 @@ int tpm2_handle_exists(fv_instance *inst, uint32_t handle);
 
 /* Make sure the configured key is loaded (key_tr valid), connecting first. */
 int tpm2_key_load(fv_instance *inst);
-/* Flush the key if we loaded it and forget it. */
+/* Flush the key if we loaded it, and its session, and forget them. */
 void tpm2_key_unload(fv_instance *inst);
+
+/* Start a salted HMAC session (AES-128-CFB parameter encryption, SHA-256)
+ * whose salt is encrypted to `salt_key`, a loaded storage key, with the
+ * session attributes `attrs` (TPMA_SESSION_*). */
+int tpm2_session_start(fv_instance *inst, ESYS_TR salt_key, TPMA_SESSION attrs,
+                       ESYS_TR *out);
+/* The message for TPM_RC_OBJECT_MEMORY, with the TSS2 code. */
+int tpm2_object_memory_error(TSS2_RC r);
 
 /* RSA-OAEP-SHA256 with the loaded key; reconnects and reloads once after a
  * lost connection or a TPM reset. */
@@ -142,5 +155,7 @@ void tpm2_key_template(TPM2B_PUBLIC *tmpl);
 
 /* Resolve inst->auth_ref into inst->auth once. */
 int tpm2_auth_resolve(fv_instance *inst);
+/* Wipe and free inst->auth. */
+void tpm2_auth_free(fv_instance *inst);
 
 #endif /* FLOWVAULT_TPM2_PLUGIN_H */

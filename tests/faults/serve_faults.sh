@@ -3,6 +3,10 @@
 # Resources must stay bounded, healthy requests must still be answered, the
 # server must survive, and its log must never hold a request body.
 #
+# The HTTP layer is the same code in a separated server's workers; it runs in
+# one process here (isolation "none") so that its descriptors and threads can
+# be counted.
+#
 # Every check runs even when an earlier one fails; the test fails at the end
 # if any did, naming each.
 . "$FV_SOURCE_DIR/tests/lib.sh"
@@ -44,7 +48,9 @@ chmod 600 "$T/current.pem"
 cat >"$T/config.json" <<EOF
 {
   "keys": {"current": {"provider": "pem", "path": "current.pem"}},
-  "serve": {"listen": "127.0.0.1:$PORT", "keys": ["current"],
+  "serve": {"listen": "127.0.0.1:$PORT", "admin_listen": "off", "keys": ["current"],
+            "isolation": "none",
+            "allow_unsigned": true,
             "max_connections": $MAX_CONN, "request_timeout_s": $TIMEOUT_S,
             "max_body_bytes": $MAX_BODY, "threads": 2}
 }

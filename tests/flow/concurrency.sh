@@ -7,7 +7,8 @@ flow_setup_keys
 PORT=$(flow_free_port)
 UP=$(flow_free_port)
 upstream_start "$UP"
-flow_config "$T/config.json" "{\"listen\": \"127.0.0.1:$PORT\", \"keys\": [\"current\"],
+flow_config "$T/config.json" "{\"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"off\",
+    \"keys\": [\"current\"], \"allow_unsigned\": true,
     \"upstream\": \"http://127.0.0.1:$UP/\", \"threads\": 8}"
 "$FV" --config "$T/config.json" pubkey current >"$T/current.pub"
 serve_start "$T/config.json" "$PORT"

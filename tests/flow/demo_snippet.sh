@@ -12,6 +12,9 @@ demo_flows() {
 	local fv=${FV:-$FV_DEMO_FLOW_DIR/../../build/bin/flowvault}
 	local py dir serve_config port up serve_pid up_pid answer rc=0 i
 	py=$(command -v /usr/bin/python3 || command -v python3)
+	# Stands in for the Meta app's secret: the client signs with it.
+	export FV_DEMO_APP_SECRET
+	FV_DEMO_APP_SECRET=$(openssl rand -hex 16)
 	dir=$(cd "$(dirname "$config")" && pwd)
 	# Next to the original, so its relative key paths still resolve.
 	serve_config="$dir/.demo-serve.$$.json"
@@ -25,7 +28,8 @@ print(a.getsockname()[1], b.getsockname()[1])')
 import json, sys
 src, dst, key, port, up = sys.argv[1:]
 c = json.load(open(src))
-c["serve"] = {"listen": "127.0.0.1:" + port, "keys": [key],
+c["serve"] = {"listen": "127.0.0.1:" + port, "admin_listen": "off", "keys": [key],
+              "app_secrets": ["env:FV_DEMO_APP_SECRET"],
               "upstream": "http://127.0.0.1:%s/logic" % up, "threads": 2}
 json.dump(c, open(dst, "w"), indent=2)
 PY
@@ -43,7 +47,7 @@ PY
 		echo "== Sending an encrypted data_exchange request (Node crypto client)"
 		answer=$(node "$FV_DEMO_FLOW_DIR/flows_client.js" post \
 			--url "http://127.0.0.1:$port/flows" --pub "$dir/.demo-serve.$$.pub" \
-			--payload '{"version":"3.0","action":"data_exchange","screen":"WELCOME","flow_token":"demo-token","data":{"choice":"demo"}}') || rc=1
+			--secret "$FV_DEMO_APP_SECRET" --payload '{"version":"3.0","action":"data_exchange","screen":"WELCOME","flow_token":"demo-token","data":{"choice":"demo"}}') || rc=1
 		"$py" -c 'import json, sys
 r = json.loads(sys.argv[1])
 print("   HTTP %s, %d-byte encrypted body; decrypted by the client:" % (r["status"], len(r["body"])))

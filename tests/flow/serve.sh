@@ -7,12 +7,15 @@ flow_setup_keys
 PORT=$(flow_free_port)
 UP=$(flow_free_port)
 DOWN=$(flow_free_port) # nothing listens there
+ADMIN=$(flow_free_port)
 URL="http://127.0.0.1:$PORT/flows"
 export APP_SECRET_NEW=new-secret-123 APP_SECRET_OLD=old-secret-456
 
+export UPSTREAM_SLOW_MARK="$T/slow.mark"
 upstream_start "$UP" 3
 flow_config "$T/config.json" "{
     \"listen\": \"127.0.0.1:$PORT\",
+    \"admin_listen\": \"127.0.0.1:$ADMIN\",
     \"keys\": [\"current\", \"pywa\"],
     \"app_secrets\": [\"env:APP_SECRET_NEW\", \"env:APP_SECRET_OLD\"],
     \"upstream\": \"http://127.0.0.1:$UP/logic\",
@@ -118,11 +121,28 @@ run curl -s -o /dev/null -w '%{http_code}' "$URL"
 [ "$OUT" = 405 ] || fail "GET $URL gave $OUT, expected 405"
 run curl -s -o /dev/null -w '%{http_code}' -X POST -d x "http://127.0.0.1:$PORT/other"
 [ "$OUT" = 404 ] || fail "POST /other gave $OUT, expected 404"
+# The Flows listener answers serve.path only: health and metrics are not public.
+for p in /healthz /metrics /; do
+	run curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT$p"
+	[ "$OUT" = 404 ] || fail "GET $p on the Flows listener gave $OUT, expected 404"
+done
+run curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ADMIN/flows"
+[ "$OUT" = 404 ] || fail "GET /flows on the admin listener gave $OUT, expected 404"
+run curl -s -o /dev/null -w '%{http_code}' -X POST -d x "http://127.0.0.1:$ADMIN/metrics"
+[ "$OUT" = 405 ] || fail "POST /metrics on the admin listener gave $OUT, expected 405"
+pass "Flows listener: only serve.path (404 for /healthz, /metrics); admin: only those two"
 
-# Health and metrics.
-run curl -s -w ' %{http_code}' "http://127.0.0.1:$PORT/healthz"
-[ "$OUT" = '{"status":"ok","keys":{"current":"ok","pywa":"ok"}} 200' ] || fail "healthz: $OUT"
-run curl -s "http://127.0.0.1:$PORT/metrics"
+# Health and metrics, on serve.admin_listen.
+run curl -s -w '\n%{http_code}' "http://127.0.0.1:$ADMIN/healthz"
+[ "$(tail -1 <<<"$OUT")" = 200 ] || fail "healthz: $OUT"
+OUT=$(head -1 <<<"$OUT")
+expect_field status ok
+expect_field keys.current ok
+expect_field keys.pywa ok
+fp=$(openssl pkey -pubin -in "$T/current.pub" -outform DER | sha256sum | cut -d' ' -f1)
+expect_field fingerprints.current "$fp"
+[ "$(field generation)" -ge 1 ] || fail "healthz has no generation: $OUT"
+run curl -s "http://127.0.0.1:$ADMIN/metrics"
 expect_out_has 'flowvault_requests_total{status="421"} 7'
 expect_out_has 'flowvault_requests_total{status="432"} 3'
 expect_out_has 'flowvault_requests_total{status="427"} 1'
@@ -143,13 +163,18 @@ pass "request log lines carry no clear data or secrets"
 # Graceful stop: a request in flight (the upstream takes 3 s) still gets its answer.
 serve_stop
 flow_config "$T/slow.json" "{
-    \"listen\": \"127.0.0.1:$PORT\", \"keys\": [\"current\"],
+    \"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"off\", \"keys\": [\"current\"],
+    \"allow_unsigned\": true,
     \"upstream\": \"http://127.0.0.1:$UP/logic\", \"upstream_timeout_ms\": 5000 }"
 serve_start "$T/slow.json" "$PORT"
+rm -f "$T/slow.mark"
 node "$CLIENT" post --url "$URL" --pub "$T/current.pub" \
 	--payload '{"version":"3.0","action":"data_exchange","flow_token":"slow","data":{}}' >"$T/inflight.json" &
 client=$!
-sleep 1
+# SIGTERM once the request is in flight (at the upstream), however slow the
+# client is to start.
+for ((i = 0; i < 100; i++)); do [ -e "$T/slow.mark" ] && break; sleep 0.1; done
+[ -e "$T/slow.mark" ] || fail "the slow request never reached the upstream"
 serve_stop
 wait "$client" || fail "the in-flight client failed"
 OUT=$(cat "$T/inflight.json")
@@ -158,7 +183,8 @@ expect_field response.screen NEXT
 pass "SIGTERM: request in flight answered, exit 0"
 
 # No upstream configured: ping works, anything else 500 with a logged configuration error.
-flow_config "$T/noup.json" "{\"listen\": \"127.0.0.1:$PORT\", \"keys\": [\"current\"]}"
+flow_config "$T/noup.json" "{\"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"off\",
+    \"keys\": [\"current\"], \"allow_unsigned\": true}"
 serve_start "$T/noup.json" "$PORT"
 post --url "$URL" --pub "$T/current.pub" --payload '{"action":"ping"}'
 expect_field status 200
@@ -169,7 +195,8 @@ grep -qF "serve.upstream is not configured" "$T/serve.log" || fail "no configura
 pass "no upstream: ping 200, other actions 500 with a logged reason"
 
 # Upstream down.
-flow_config "$T/down.json" "{\"listen\": \"127.0.0.1:$PORT\", \"keys\": [\"current\"],
+flow_config "$T/down.json" "{\"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"off\",
+    \"keys\": [\"current\"], \"allow_unsigned\": true,
     \"upstream\": \"http://127.0.0.1:$DOWN/\"}"
 serve_start "$T/down.json" "$PORT"
 post --url "$URL" --pub "$T/current.pub" --payload '{"action":"INIT","flow_token":"x","data":{}}'
@@ -177,3 +204,39 @@ expect_field status 500
 serve_stop
 grep -qF "upstream failed" "$T/serve.log" || fail "upstream failure not logged"
 pass "upstream down -> 500 (logged)"
+
+# No app secret: serve and serve --check refuse, saying what to add...
+flow_config "$T/unsigned.json" "{\"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"off\",
+    \"keys\": [\"current\"]}"
+for args in "serve --check" "serve"; do
+	run timeout 10 "$FV" --config "$T/unsigned.json" $args
+	expect_rc 2 "$args without app_secrets"
+	expect_err_has 'serve.app_secrets: missing; add'
+	expect_err_has '"allow_unsigned": true'
+done
+# ...unless allow_unsigned says so explicitly: then unsigned requests are
+# served, and the start says it loudly.
+flow_config "$T/unsigned.json" "{\"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"off\",
+    \"keys\": [\"current\"], \"allow_unsigned\": true}"
+serve_start "$T/unsigned.json" "$PORT"
+post --url "$URL" --pub "$T/current.pub" --payload '{"action":"ping"}'
+expect_field status 200
+serve_stop
+grep -q 'warning: serve: serve.allow_unsigned is true' "$T/serve.log" ||
+	fail "no warning about unsigned requests: $(cat "$T/serve.log")"
+pass "app_secrets required; allow_unsigned serves unsigned requests with a warning"
+
+# --check binds the addresses: a port in use fails the check (exit 1, naming it).
+"$PY" -c 'import socket,sys,time
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(30)' "$ADMIN" &
+blocker=$!
+at_exit "kill $blocker"
+wait_port "$ADMIN"
+run "$FV" --config "$T/config.json" serve --check
+expect_rc 1 "serve --check with admin_listen in use"
+expect_err_has "serve.admin_listen: cannot listen on 127.0.0.1:$ADMIN"
+kill "$blocker"; wait "$blocker" 2>/dev/null || true
+run "$FV" --config "$T/config.json" serve --check
+expect_rc 0 "serve --check once the port is free"
+pass "serve --check binds and releases listen and admin_listen"

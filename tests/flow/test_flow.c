@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -453,6 +454,82 @@ static void test_handler(void **state)
 	fv_flow_reply_clear(&r);
 }
 
+/* Whether `needle` occurs in this process's heap or anonymous writable
+ * memory (not the stack, where the test keeps its own copy). Read through
+ * /proc/self/mem, so freed blocks can be searched without tripping
+ * AddressSanitizer or valgrind. */
+static int in_heap(const char *needle)
+{
+	char line[512], path[256];
+	static unsigned char chunk[1 << 20];
+	size_t n = strlen(needle);
+	int found = 0;
+	FILE *maps = fopen("/proc/self/maps", "r");
+	int mem = open("/proc/self/mem", O_RDONLY);
+
+	assert_non_null(maps);
+	assert_true(mem >= 0);
+	while (!found && fgets(line, sizeof(line), maps)) {
+		unsigned long lo, hi;
+		char perms[8];
+
+		path[0] = '\0';
+		if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %255s", &lo, &hi, perms, path) < 3)
+			continue;
+		if (perms[0] != 'r' || perms[1] != 'w' ||
+		    (path[0] && strcmp(path, "[heap]") != 0))
+			continue;
+		/* The stack may be unnamed (valgrind makes its own): skip the
+		 * mapping that holds this frame, and the search buffer. */
+		if (((unsigned long)&found >= lo && (unsigned long)&found < hi) ||
+		    ((unsigned long)needle >= lo && (unsigned long)needle < hi) ||
+		    ((unsigned long)chunk >= lo && (unsigned long)chunk < hi))
+			continue;
+		/* Chunks overlap by the needle's length, so no match is split. */
+		for (; !found && lo < hi; lo += sizeof(chunk) - n) {
+			size_t want = hi - lo < sizeof(chunk) ? hi - lo : sizeof(chunk);
+			ssize_t got = pread(mem, chunk, want, (off_t)lo);
+
+			if (got <= 0)
+				break;
+			found = memmem(chunk, (size_t)got, needle, n) != NULL;
+			if ((size_t)got < sizeof(chunk))
+				break;
+		}
+	}
+	close(mem);
+	fclose(maps);
+	return found;
+}
+
+/* Values from the clear request leave no copy behind once it is answered. */
+static void test_clear_text_wiped(void **state)
+{
+	unsigned char r1[12], r2[4];
+	char marker[32], number[32], clear[256];
+	fv_flow_reply r;
+	struct made m;
+	size_t i;
+
+	(void)state;
+	assert_true(RAND_bytes(r1, sizeof(r1)) == 1 && RAND_bytes(r2, sizeof(r2)) == 1);
+	for (i = 0; i < sizeof(r1); i++)
+		snprintf(marker + 2 * i, 3, "%02x", r1[i]);
+	snprintf(number, sizeof(number), "%u.%u", 100000000u + (r2[0] << 16 | r2[1] << 8 | r2[2]),
+	         100u + r2[3]);
+	snprintf(clear, sizeof(clear),
+	         "{\"version\":\"3.0\",\"action\":\"ping\",\"data\":{\"note\":\"%s\",\"amount\":%s}}",
+	         marker, number);
+	make_request(&m, clear, 16, 16);
+	memset(clear, 0, sizeof(clear));
+	assert_false(in_heap(marker));
+	handle(&r, NULL, NULL, m.body, NULL);
+	assert_int_equal(r.outcome, FV_FLOW_PING);
+	fv_flow_reply_clear(&r);
+	assert_false(in_heap(marker));
+	assert_false(in_heap(number));
+}
+
 static void test_handler_signature(void **state)
 {
 	static const char secret[] = "s3cret";
@@ -498,6 +575,7 @@ int main(void)
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_handler),
 		cmocka_unit_test(test_handler_signature),
+		cmocka_unit_test(test_clear_text_wiped),
 	};
 
 	fv_log_set(NULL, NULL, FV_LOG_ERROR);

@@ -8,7 +8,8 @@ PORT=$(flow_free_port)
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
 	-addext subjectAltName=IP:127.0.0.1 -keyout "$T/tls.key" -out "$T/tls.crt" 2>/dev/null
 chmod 600 "$T/tls.key"
-flow_config "$T/config.json" "{\"listen\": \"127.0.0.1:$PORT\", \"keys\": [\"current\"],
+flow_config "$T/config.json" "{\"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"off\",
+    \"keys\": [\"current\"], \"allow_unsigned\": true,
     \"cert\": \"tls.crt\", \"key\": \"tls.key\"}"
 "$FV" --config "$T/config.json" pubkey current >"$T/current.pub"
 
@@ -23,7 +24,7 @@ post --url "https://127.0.0.1:$PORT/flows" --pub "$T/current.pub" --ca "$T/tls.c
 	--payload '{"version":"3.0","action":"ping"}'
 expect_field status 200
 expect_field response '{"data": {"status": "active"}}'
-run curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz"
+run curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/flows"
 [ "$OUT" != 200 ] || fail "plain HTTP answered on a TLS port"
 serve_stop
 pass "ping over TLS"

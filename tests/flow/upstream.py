@@ -12,6 +12,7 @@ Behaviour by the request's flow_token:
 Usage: upstream.py PORT [SLOW]
 """
 import json
+import os
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,6 +46,9 @@ class Handler(BaseHTTPRequestHandler):
         if token == "expired":
             return self.answer(427, {"error_msg": "flow token expired"})
         if token == "slow":
+            # UPSTREAM_SLOW_MARK: a file created when a slow request arrives.
+            if os.environ.get("UPSTREAM_SLOW_MARK"):
+                open(os.environ["UPSTREAM_SLOW_MARK"], "w").close()
             time.sleep(SLOW)
         if token == "notjson":
             return self.answer(200, b"<html>oops</html>")

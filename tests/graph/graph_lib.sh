@@ -84,7 +84,8 @@ make_key() {
 
 # write_config PHONES_JSON [EXTRA_GRAPH_JSON] [EXTRA_KEY_JSON]: $T/config.json
 # with key "flows" ($T/flows.pem) meant for PHONES_JSON, and a graph section
-# for the simulator with fast retries.
+# for the simulator with fast retries; EXTRA_GRAPH_JSON members replace the
+# defaults (merged with jq: the configuration refuses duplicate members).
 write_config() {
 	local phones=$1 graph_extra=${2:-} key_extra=${3:-}
 	cat >"$T/config.json" <<JSON
@@ -100,10 +101,14 @@ write_config() {
     "timeout_seconds": 20,
     "retry_base_ms": 5,
     "max_retries": 3,
-    "max_wait_seconds": 10${graph_extra:+, $graph_extra}
+    "max_wait_seconds": 10
   }
 }
 JSON
+	if [ -n "$graph_extra" ]; then
+		jq --argjson extra "{$graph_extra}" '.graph += $extra' "$T/config.json" >"$T/config.json.new"
+		mv "$T/config.json.new" "$T/config.json"
+	fi
 	chmod 600 "$T/config.json"
 	export FLOWVAULT_CONFIG="$T/config.json"
 }

@@ -402,6 +402,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             origin = spec.get("next_origin") or "https://%s" % self.headers.get("Host")
             q = {k: v[0] for k, v in query.items()}
             q["after"] = enc(start + len(page))
+            # As the real Graph API does: the token the request used, in the link.
+            q["access_token"] = st.token
             out["paging"]["next"] = "%s/%s/%s/phone_numbers?%s" % (
                 origin, st.api_version, waba, urllib.parse.urlencode(q))
         return self.send_json(200, out, usage)

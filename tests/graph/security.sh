@@ -22,6 +22,18 @@ expect_not_has "$SIM_TOKEN" "$T/.out" "$T/.err"
 ! grep -rqF -- "$SIM_TOKEN" "$T" --exclude=sim.log 2>/dev/null || fail "the token is in a file under $T"
 pass "-v and -vv show 'Authorization: Bearer ***', never the token"
 
+# The Graph API repeats the token in paging.next: it is neither logged at -vv
+# nor sent in a URL (the simulator refuses a token in the query).
+sim_reset
+sim_config '{"wabas": {"102290129340398": {"count": 6, "first_id": 300000000000000, "page_size": 2}}}'
+run "$FV" -v -v status flows --waba 102290129340398
+expect_err_has "graph: < "
+expect_err_has "access_token=***"
+expect_not_has "$SIM_TOKEN" "$T/.out" "$T/.err"
+expect_not_has "${SIM_TOKEN:7:16}" "$T/.out" "$T/.err"
+expect_count 3 GET phone_numbers "" "three pages listed with the token in the header only"
+pass "paging.next carries the token: stripped from the URL, redacted in -vv bodies"
+
 sim_reset
 export WHATSAPP_ACCESS_TOKEN="EAAGwrong$(openssl rand -hex 8)"
 run "$FV" -v -v register flows --phone 111

@@ -72,8 +72,13 @@ done
 nfields=0
 for src in "$FV_SOURCE_DIR"/plugins/*/; do
 	plugin=$(basename "$src")
-	# Declared fields: { "name", FV_FIELD_... } entries of the plugin's table.
-	fields=$(cat "$src"*.c | grep -oE '\{ "[a-z_]+", FV_FIELD_' | grep -oE '"[a-z_]+"' | tr -d '"' | sort -u)
+	# Only folders that build a provider (plugins/common is shared code).
+	grep -q flowvault_add_plugin "$src/CMakeLists.txt" 2>/dev/null || continue
+	# Declared fields: { "name", FV_FIELD_... } entries of the plugin's table,
+	# and those of plugins/common/cloud.h for plugins that include them.
+	fields=$( (cat "$src"*.c
+	           ! grep -q CLOUD_HTTP_CONFIG_FIELDS "$src"*.c || cat "$FV_SOURCE_DIR/plugins/common/cloud.h") |
+		grep -oE '\{ "[a-z_]+", FV_FIELD_' | grep -oE '"[a-z_]+"' | tr -d '"' | sort -u)
 	[ -n "$fields" ] || fail "cannot read the fields of plugin $plugin"
 	for f in $fields; do
 		nfields=$((nfields + 1))

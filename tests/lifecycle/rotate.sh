@@ -8,7 +8,8 @@
 . "$FV_SOURCE_DIR/tests/lifecycle/lifecycle_lib.sh"
 
 SERVE_PORT=$(free_port)
-lc_setup 10 "{\"listen\": \"127.0.0.1:$SERVE_PORT\", \"keys\": [\"flows\"]}"
+lc_setup 10 "{\"listen\": \"127.0.0.1:$(free_port)\", \"admin_listen\": \"127.0.0.1:$SERVE_PORT\",
+    \"keys\": [\"flows\"]}"
 old_fp=$(openssl pkey -in "$T/keys/flows.pem" -passin env:FLOWS_PASS -pubout -outform DER | sha256sum | cut -d' ' -f1)
 stat -c %a "$T/config.json" >"$T/mode.before"
 

@@ -7,7 +7,9 @@
 . "$FV_SOURCE_DIR/tests/lifecycle/lifecycle_lib.sh"
 
 P=$(free_port)
-lc_setup 3 "{\"listen\": \"127.0.0.1:$P\", \"keys\": [\"flows\"]}"
+A=$(free_port)
+lc_setup 3 "{\"listen\": \"127.0.0.1:$P\", \"admin_listen\": \"127.0.0.1:$A\", \"keys\": [\"flows\"],
+    \"allow_unsigned\": true}"
 start_serve() {
 	"$FV" serve >"$T/serve.log" 2>&1 &
 	SERVE_PID=$!
@@ -30,7 +32,7 @@ pass "no number moves while the running serve does not hold the new key"
 
 stop_serve
 start_serve
-curl -sf "http://127.0.0.1:$P/healthz" | jq -e '.keys.flows2 == "ok"' >/dev/null || fail "serve lacks flows2 after restart"
+curl -sf "http://127.0.0.1:$A/healthz" | jq -e '.keys.flows2 == "ok"' >/dev/null || fail "serve lacks flows2 after restart"
 run "$FV" rotate --resume
 expect_rc 0 "resume after the restart"
 expect_out_has "rotation flows -> flows2: switched"

@@ -1,6 +1,10 @@
 # The `openssl` plugin through ENGINE pkcs11 (libp11) on a SoftHSM2 token:
 # the exported public key is the token's, OAEP-SHA256 decrypts round trip,
-# and PIN and configuration mistakes give their documented errors.
+# and PIN and configuration mistakes give their documented errors. An ENGINE
+# does not say where it checks the OAEP padding and libp11 falls back to raw
+# RSA with host unpadding (pkcs11-spy shows it), so ENGINE keys need
+# "allow_host_oaep": true. The ENGINE and its PKCS#11 module are loaded only
+# from files the host checked.
 . "$FV_SOURCE_DIR/tests/lib.sh"
 . "$FV_SOURCE_DIR/tests/openssl/common.sh"
 
@@ -26,7 +30,17 @@ URI="pkcs11:token=fvtest;object=flows;type=private"
 # QUIET keeps libp11's own diagnostics off stderr.
 COMMANDS="[\"MODULE_PATH=$SOFTHSM\", \"QUIET\"]"
 write_config "$T/fv.json" "{\"provider\": \"openssl\", \"engine\": \"pkcs11\",
+  \"engine_commands\": $COMMANDS, \"uri\": \"$URI\", \"pin\": \"env:FV_TEST_PIN\",
+  \"allow_host_oaep\": true}"
+
+# Without allow_host_oaep the ENGINE key is refused, saying why.
+write_config "$T/strict.json" "{\"provider\": \"openssl\", \"engine\": \"pkcs11\",
   \"engine_commands\": $COMMANDS, \"uri\": \"$URI\", \"pin\": \"env:FV_TEST_PIN\"}"
+run "$FV" --config "$T/strict.json" pubkey flows
+expect_rc 3 "ENGINE key without allow_host_oaep"
+expect_err_has "does not say whether the OAEP padding is checked"
+expect_err_has "\"allow_host_oaep\": true"
+pass "ENGINE key refused without allow_host_oaep"
 
 run "$FV" --config "$T/fv.json" pubkey flows --out "$T/fv-pub.pem"
 expect_rc 0 "pubkey through ENGINE pkcs11"
@@ -37,7 +51,8 @@ pass "pubkey equals pkcs11-tool's public key"
 run "$FV" --config "$T/fv.json" keys
 expect_rc 0 "keys"
 expect_out_has "engine: pkcs11"
-pass "keys shows the engine"
+expect_out_has "oaep: host assumed"
+pass "keys shows the engine, and that OAEP is taken to be checked here"
 
 printf '{"aes_key":"0123456789abcdef0123456789abcdef"}' >"$T/plain"
 oaep_encrypt "$T/token-pub.pem" "$T/plain" "$T/cipher"
@@ -45,6 +60,40 @@ run "$DECRYPT" "$T/fv.json" flows "$T/cipher"
 expect_rc 0 "OAEP-SHA256 decrypt through the token"
 [ "$OUT" = "$(cat "$T/plain")" ] || fail "decrypted text differs: $OUT"
 pass "OAEP-SHA256 round trip through ENGINE pkcs11"
+
+# What libp11 does with it, seen by pkcs11-spy between the ENGINE and
+# SoftHSM2: the token refuses OAEP with SHA-256, and the ENGINE quietly
+# decrypts with raw RSA instead (the padding is removed on this host).
+SPY=/usr/lib/x86_64-linux-gnu/pkcs11/pkcs11-spy.so
+write_config "$T/spy.json" "{\"provider\": \"openssl\", \"engine\": \"pkcs11\",
+  \"engine_commands\": [\"MODULE_PATH=$SPY\", \"QUIET\"], \"uri\": \"$URI\",
+  \"pin\": \"env:FV_TEST_PIN\", \"allow_host_oaep\": true}"
+PKCS11SPY="$SOFTHSM" PKCS11SPY_OUTPUT="$T/spy.log" run "$DECRYPT" "$T/spy.json" flows "$T/cipher"
+expect_rc 0 "decrypt through pkcs11-spy"
+grep -q "CKM_RSA_X_509" "$T/spy.log" || fail "no raw RSA (CKM_RSA_X_509) in the spy log: the fallback this policy is about did not happen"
+pass "pkcs11-spy: libp11's ENGINE decrypts with CKM_RSA_X_509 (host unpadding) on SoftHSM2"
+
+# The ENGINE and its module are code: not from a directory others can write.
+mkdir -m 0777 "$T/ww"
+cp /usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so "$T/ww/pkcs11.so"
+chmod 0755 "$T/ww/pkcs11.so"
+OPENSSL_ENGINES="$T/ww" run "$FV" --config "$T/fv.json" pubkey flows
+expect_rc 3 "ENGINE in a world-writable directory"
+expect_err_has "OpenSSL ENGINE '$T/ww/pkcs11.so': $T/ww is writable by others"
+cp "$SOFTHSM" "$T/ww/libsofthsm2.so"
+chmod 0755 "$T/ww/libsofthsm2.so"
+write_config "$T/wwmodule.json" "{\"provider\": \"openssl\", \"engine\": \"pkcs11\",
+  \"engine_commands\": [\"MODULE_PATH=$T/ww/libsofthsm2.so\", \"QUIET\"], \"uri\": \"$URI\",
+  \"pin\": \"env:FV_TEST_PIN\", \"allow_host_oaep\": true}"
+run "$FV" --config "$T/wwmodule.json" pubkey flows
+expect_rc 3 "MODULE_PATH in a world-writable directory"
+expect_err_has "PKCS#11 module '$T/ww/libsofthsm2.so': $T/ww is writable by others"
+write_config "$T/sopath.json" "{\"provider\": \"openssl\", \"engine\": \"pkcs11\",
+  \"engine_commands\": [\"SO_PATH=$T/ww/pkcs11.so\"], \"uri\": \"$URI\", \"allow_host_oaep\": true}"
+run "$FV" --config "$T/sopath.json" pubkey flows
+expect_rc 2 "SO_PATH in engine_commands"
+expect_err_has "'SO_PATH' is refused"
+pass "ENGINE and MODULE_PATH in a world-writable directory refused; SO_PATH refused"
 
 # A ciphertext for another key is a decryption error, not a backend one,
 # whether it fails the padding check or lies above this key's modulus
@@ -81,7 +130,7 @@ expect_err_has "padding check failed"
 pass "PKCS#1 v1.5 ciphertext refused"
 
 write_config "$T/badpin.json" "{\"provider\": \"openssl\", \"engine\": \"pkcs11\",
-  \"engine_commands\": $COMMANDS, \"uri\": \"$URI\", \"pin\": \"env:FV_TEST_BAD_PIN\"}"
+  \"engine_commands\": $COMMANDS, \"uri\": \"$URI\", \"pin\": \"env:FV_TEST_BAD_PIN\", \"allow_host_oaep\": true}"
 run "$FV" --config "$T/badpin.json" pubkey flows
 expect_rc 3 "wrong PIN"
 expect_err_has "did not accept the pin"
@@ -89,7 +138,7 @@ expect_not_has "$FV_TEST_BAD_PIN" "$T/.err" "$T/.out"
 pass "wrong PIN: exit 3, PIN not echoed"
 
 write_config "$T/nopin.json" "{\"provider\": \"openssl\", \"engine\": \"pkcs11\",
-  \"engine_commands\": $COMMANDS, \"uri\": \"$URI\"}"
+  \"engine_commands\": $COMMANDS, \"uri\": \"$URI\", \"allow_host_oaep\": true}"
 run "$FV" --config "$T/nopin.json" pubkey flows
 expect_rc 3 "no PIN configured"
 expect_err_has "asks for a PIN"
@@ -97,7 +146,7 @@ pass "no PIN configured: says to set pin"
 
 write_config "$T/noobj.json" "{\"provider\": \"openssl\", \"engine\": \"pkcs11\",
   \"engine_commands\": $COMMANDS, \"uri\": \"pkcs11:token=fvtest;object=nothing;type=private\",
-  \"pin\": \"env:FV_TEST_PIN\"}"
+  \"pin\": \"env:FV_TEST_PIN\", \"allow_host_oaep\": true}"
 run "$FV" --config "$T/noobj.json" pubkey flows
 expect_rc 3 "no such object"
 expect_err_has "found no private key"

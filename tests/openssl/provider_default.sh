@@ -92,3 +92,25 @@ run "$FV" --config "$T/noprov.json" pubkey flows
 expect_rc 3 "missing provider"
 expect_err_has "provider 'fv_no_such_provider' failed to load"
 pass "missing provider: exit 3"
+
+# A provider is code: loaded only from a file the host checked, never from a
+# directory others can write (OPENSSL_MODULES pointing there).
+write_config "$T/legacy.json" "{\"provider\": \"openssl\", \"providers\": [\"legacy\"],
+  \"uri\": \"file:$T/key.pem\", \"passphrase\": \"env:FV_TEST_PASS\"}"
+run "$FV" --config "$T/legacy.json" pubkey flows
+expect_rc 0 "provider legacy from OpenSSL's directory"
+mkdir -m 0777 "$T/ww"
+cp /usr/lib/x86_64-linux-gnu/ossl-modules/legacy.so "$T/ww/legacy.so"
+chmod 0755 "$T/ww/legacy.so"
+OPENSSL_MODULES="$T/ww" run "$FV" --config "$T/legacy.json" pubkey flows
+expect_rc 3 "provider in a world-writable directory"
+expect_err_has "OpenSSL provider '$T/ww/legacy.so': $T/ww is writable by others"
+pass "a provider in a world-writable directory is refused"
+
+run "$FV" --config "$T/fv.json" keys
+expect_out_has "oaep: host"
+run "$FV_BUILD_DIR/tests/p11-decrypt-tool" describe "$T/fv.json" flows
+expect_out_has "backend=provider"
+expect_out_has "oaep=host"
+expect_out_has "property in-host-memory=1"
+pass "key_describe: the default provider's key is in this process, OAEP here"

@@ -57,14 +57,31 @@ pass "pin-value in the URI is refused without echoing it"
 attempt 3 "no such file '$T/nosuch.so'" \
 	"{\"provider\": \"pkcs11\", \"module\": \"$T/nosuch.so\", \"uri\": \"$URI\", \"pin\": \"file:$T/pin\"}"
 echo "not a library" >"$T/text.so"
-attempt 3 "cannot be loaded as a shared library" \
+attempt 3 "cannot be loaded as a PKCS#11 module (couldn't load module" \
 	"{\"provider\": \"pkcs11\", \"module\": \"$T/text.so\", \"uri\": \"$URI\", \"pin\": \"file:$T/pin\"}"
 libz=$(ls /usr/lib/x86_64-linux-gnu/libz.so.1 /lib/x86_64-linux-gnu/libz.so.1 2>/dev/null | head -1)
-attempt 3 "is not a PKCS#11 module (it has no C_GetFunctionList)" \
+attempt 3 "cannot be loaded as a PKCS#11 module (couldn't find C_GetFunctionList" \
 	"{\"provider\": \"pkcs11\", \"module\": \"$libz\", \"uri\": \"$URI\", \"pin\": \"file:$T/pin\"}"
 attempt 3 "no module 'nosuchmodule' is registered with p11-kit" \
 	"{\"provider\": \"pkcs11\", \"module\": \"nosuchmodule\", \"uri\": \"$URI\", \"pin\": \"file:$T/pin\"}"
 pass "missing module, non-library, library that is not a PKCS#11 module, unknown p11-kit name"
+
+# A module is code run in this process: a copy (owned by root or us) in a
+# directory others can write, or a link there to the real module, is
+# refused, since whoever writes the directory can swap the file.
+mkdir -m 0777 "$T/ww"
+cp "$M" "$T/ww/libsofthsm2.so"
+chmod 0755 "$T/ww/libsofthsm2.so"
+attempt 3 "PKCS#11 module '$T/ww/libsofthsm2.so': $T/ww is writable by others" \
+	"{\"provider\": \"pkcs11\", \"module\": \"$T/ww/libsofthsm2.so\", \"uri\": \"$URI\", \"pin\": \"file:$T/pin\"}"
+ln -s "$M" "$T/ww/link.so"
+attempt 3 "$T/ww is writable by others" \
+	"{\"provider\": \"pkcs11\", \"module\": \"$T/ww/link.so\", \"uri\": \"$URI\", \"pin\": \"file:$T/pin\"}"
+cp "$M" "$T/groupw.so"
+chmod 0775 "$T/groupw.so"
+attempt 3 "is writable by its group" \
+	"{\"provider\": \"pkcs11\", \"module\": \"$T/groupw.so\", \"uri\": \"$URI\", \"pin\": \"file:$T/pin\"}"
+pass "module in a world-writable directory, linked from one, or group-writable: refused"
 
 write_config "$T/missing.json" "{\"provider\": \"pkcs11\", \"module\": \"$M\", \"uri\": \"pkcs11:token=$TOKEN;object=nosuch\", \"pin\": \"file:$T/pin\", \"allow_host_oaep\": true}"
 run "$FV" --config "$T/missing.json" pubkey flows

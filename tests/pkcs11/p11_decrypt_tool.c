@@ -5,6 +5,8 @@
  *   p11-decrypt-tool threads CONFIG KEY CIPHERTEXT EXPECTED THREADS COUNT
  *   p11-decrypt-tool fork    CONFIG KEY CIPHERTEXT EXPECTED
  *   p11-decrypt-tool recover CONFIG KEY CIPHERTEXT EXPECTED MODULE
+ *   p11-decrypt-tool describe CONFIG KEY
+ *   p11-decrypt-tool steps   CONFIG KEY CIPHERTEXT EXPECTED DIR
  *
  * `decrypt` writes the plain text; `threads` decrypts COUNT times in each of
  * THREADS threads with one key handle and checks every result; `fork`
@@ -12,12 +14,18 @@
  * module and log in again), and in the parent again; `recover` decrypts,
  * then closes every session of this process on the module's tokens behind
  * the plugin's back (C_CloseAllSessions, which also logs out), and decrypts
- * again: the plugin must re-open and log in once. Errors go to stderr
+ * again: the plugin must re-open and log in once; `describe` opens the key
+ * for inspection and prints fv_key_details_get's fields, one per line, then
+ * what fv_key_policy_check says; `steps` keeps one key open for a test
+ * that changes the world between decryptions: for N = 1, 2, ... it waits
+ * for DIR/go.N, decrypts and writes DIR/result.N ("ok", or "error STATUS:
+ * MESSAGE"), and ends when DIR/stop appears. Errors go to stderr
  * with the library's message; the exit code follows `flowvault`'s
  * (2 configuration, 3 key backend).
  */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,11 +179,109 @@ static void release(void)
 	free(expected);
 }
 
+static int file_exists(const char *dir, const char *name, int n)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), n ? "%s/%s.%d" : "%s/%s", dir, name, n);
+	return access(path, F_OK) == 0;
+}
+
+static int steps(const char *dir, size_t in_len, size_t expected_len)
+{
+	unsigned char out[512];
+	char path[4096];
+	size_t out_len;
+	int n, rc;
+	FILE *f;
+
+	for (n = 1; ; n++) {
+		while (!file_exists(dir, "go", n)) {
+			if (file_exists(dir, "stop", 0))
+				return 0;
+			usleep(20000);
+		}
+		out_len = sizeof(out);
+		rc = fv_key_decrypt(out, &out_len, key, in, in_len);
+		snprintf(path, sizeof(path), "%s/result.%d.tmp", dir, n);
+		if (!(f = fopen(path, "w")))
+			return 1;
+		if (rc != FV_OK)
+			fprintf(f, "error %d: %s\n", rc, fv_error_last()->message);
+		else if (out_len != expected_len || memcmp(out, expected, out_len) != 0)
+			fprintf(f, "wrong plain text\n");
+		else
+			fprintf(f, "ok\n");
+		if (fclose(f) != 0)
+			return 1;
+		{
+			char final[4096];
+
+			snprintf(final, sizeof(final), "%s/result.%d", dir, n);
+			if (rename(path, final) != 0)
+				return 1;
+		}
+	}
+}
+
+static const struct {
+	uint32_t bit;
+	const char *name;
+} property_names[] = {
+	{ FV_KEY_PROP_EXTRACTABLE, "extractable" },
+	{ FV_KEY_PROP_SENSITIVE, "sensitive" },
+	{ FV_KEY_PROP_ALWAYS_SENSITIVE, "always-sensitive" },
+	{ FV_KEY_PROP_NEVER_EXTRACTABLE, "never-extractable" },
+	{ FV_KEY_PROP_GENERATED_INSIDE, "generated-inside" },
+	{ FV_KEY_PROP_CAN_SIGN, "can-sign" },
+	{ FV_KEY_PROP_CAN_UNWRAP, "can-unwrap" },
+	{ FV_KEY_PROP_FIXED_TPM, "fixed-tpm" },
+	{ FV_KEY_PROP_FIXED_PARENT, "fixed-parent" },
+	{ FV_KEY_PROP_IN_HOST_MEMORY, "in-host-memory" },
+};
+
+static int describe(const char *config, const char *name)
+{
+	const fv_key_details *d;
+	size_t i;
+	int rc;
+
+	if (fv_context_open(&ctx, config, 0) != FV_OK)
+		return fail("open configuration");
+	rc = fv_key_open_ex(&key, ctx, name, FV_KEY_OPEN_INSPECT);
+	atexit(release); /* after the module's own exit handler, as in main */
+	if (rc != FV_OK)
+		return fail("open key");
+	if (fv_key_details_get(&d, key) != FV_OK)
+		return fail("details");
+	printf("oaep=%s\nbackend=%s\nlocation=%s\nremote_id=%s\nbits=%u\n",
+	       d->oaep ? d->oaep : "(unknown)", d->backend ? d->backend : "(unknown)",
+	       d->location ? d->location : "(unknown)",
+	       d->remote_id ? d->remote_id : "(none)", d->bits);
+	for (i = 0; i < sizeof(property_names) / sizeof(property_names[0]); i++)
+		if (d->properties_known & property_names[i].bit)
+			printf("property %s=%d\n", property_names[i].name,
+			       (d->properties & property_names[i].bit) != 0);
+	for (i = 0; i < d->warning_count; i++)
+		printf("warning %s%s: %s\n", d->warnings[i].property,
+		       d->warnings[i].refused ? " (refused)" : "", d->warnings[i].message);
+	if (fv_key_policy_check(key) == FV_OK)
+		printf("policy: ok\n");
+	else
+		printf("policy: refused: %s\n", fv_error_last()->message);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	size_t in_len, expected_len = 0;
 	int rc;
 
+	/* As `flowvault serve` does: a p11-kit server that goes away must give
+	 * an error on the socket, not end the process. */
+	signal(SIGPIPE, SIG_IGN);
+	if (argc == 4 && strcmp(argv[1], "describe") == 0)
+		return describe(argv[2], argv[3]);
 
 	if (argc < 5) {
 		fprintf(stderr, "usage: %s decrypt|threads|fork CONFIG KEY CIPHERTEXT ...\n", argv[0]);
@@ -256,6 +362,8 @@ int main(int argc, char **argv)
 		rc = decrypt_matches(key, in, in_len, expected, expected_len, "parent after fork");
 		if (rc == 0)
 			printf("parent and child decrypted\n");
+	} else if (strcmp(argv[1], "steps") == 0 && argc == 7) {
+		rc = steps(argv[6], in_len, expected_len);
 	} else if (strcmp(argv[1], "recover") == 0 && argc == 7) {
 		rc = decrypt_matches(key, in, in_len, expected, expected_len, "before");
 		if (rc)

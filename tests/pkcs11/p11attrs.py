@@ -3,6 +3,10 @@
 LABEL, talking to the PKCS#11 module directly through ctypes.
 
     p11attrs.py MODULE INIT_ARGS TOKEN_LABEL LABEL [PIN]
+    p11attrs.py --set-false MODULE INIT_ARGS TOKEN_LABEL LABEL PIN ATTRIBUTE
+
+The second form sets a boolean attribute (e.g. CKA_EXTRACTABLE) of the
+private key to false, as a token's own tools would, and prints nothing.
 
 It exists for NSS softokn, which needs C_Initialize init args that
 pkcs11-tool cannot pass; it shares no code with flowvault. Output, one line
@@ -32,13 +36,19 @@ class Attribute(C.Structure):
 # Index of each function in CK_FUNCTION_LIST (PKCS#11 2.40 order).
 FN = {"C_Initialize": 0, "C_Finalize": 1, "C_GetSlotList": 4,
       "C_GetTokenInfo": 6, "C_OpenSession": 12, "C_CloseSession": 13,
-      "C_Login": 18, "C_GetAttributeValue": 24, "C_FindObjectsInit": 26,
+      "C_Login": 18, "C_GetAttributeValue": 24, "C_SetAttributeValue": 25,
+      "C_FindObjectsInit": 26,
       "C_FindObjects": 27, "C_FindObjectsFinal": 28}
 
 
 def main():
-    module, init_args, token, label = sys.argv[1:5]
-    pin = sys.argv[5].encode() if len(sys.argv) > 5 else None
+    argv = sys.argv[1:]
+    set_false = None
+    if argv and argv[0] == "--set-false":
+        set_false = argv[6].lower().replace("cka_", "")
+        argv = argv[1:6]
+    module, init_args, token, label = argv[0:4]
+    pin = argv[4].encode() if len(argv) > 4 else None
     lib = C.CDLL(module)
     fl = C.POINTER(C.c_void_p)()
     lib.C_GetFunctionList(C.byref(fl))
@@ -69,7 +79,8 @@ def main():
     if slot is None:
         sys.exit(f"no token '{token}'")
     session = CK_ULONG()
-    check(fn("C_OpenSession")(slot, 0x4, None, None, C.addressof(session)), "C_OpenSession")
+    flags = 0x6 if set_false is not None else 0x4  # CKF_SERIAL_SESSION (| CKF_RW_SESSION)
+    check(fn("C_OpenSession")(slot, flags, None, None, C.addressof(session)), "C_OpenSession")
     if pin is not None:
         rv = fn("C_Login")(session.value, 1, C.cast(C.c_char_p(pin), C.c_void_p), len(pin))
         if rv not in (0, 0x100):
@@ -84,6 +95,15 @@ def main():
         count = CK_ULONG()
         check(fn("C_FindObjects")(session.value, C.addressof(objs), 4, C.addressof(count)), "C_FindObjects")
         fn("C_FindObjectsFinal")(session.value)
+        if set_false is not None:
+            if name == "private":
+                if count.value != 1:
+                    sys.exit(f"{count.value} private keys labelled '{label}'")
+                v = C.c_ubyte(0)
+                a = Attribute(CKA[set_false], C.addressof(v), 1)
+                check(fn("C_SetAttributeValue")(session.value, objs[0], C.addressof(a), 1),
+                      "C_SetAttributeValue")
+            continue
         for k in range(count.value):
             fields = []
             for attr in ("token", "private", "sensitive", "always_sensitive",

@@ -1,5 +1,8 @@
 # The PKCS#11 suite on SoftHSM2 (2.6.1 has no SHA-256 OAEP: host unpadding),
-# and the documented error when host unpadding is not allowed.
+# and the documented error when host unpadding is not allowed. With
+# FV_P11_VIA=client the token is reached through p11-kit-client.so and a
+# `p11-kit server` exporting it; with FV_P11_VIA=proxy through
+# p11-kit-proxy.so (SoftHSM2 is registered with p11-kit system-wide).
 . "$FV_SOURCE_DIR/tests/lib.sh"
 . "$FV_SOURCE_DIR/tests/pkcs11/tokens.sh"
 
@@ -9,13 +12,20 @@ setup_softhsm "$TOKEN" "$PIN"
 printf '%s\n' "$PIN" >"$T/pin"
 chmod 600 "$T/pin"
 MODULE=$SOFTHSM_MODULE
+case "${FV_P11_VIA:-direct}" in
+client)
+	p11kit_server_start hsm "pkcs11:token=$TOKEN" --provider "$SOFTHSM_MODULE"
+	MODULE=$CLIENT_MODULE ;;
+proxy)
+	MODULE=$PROXY_MODULE ;;
+esac
 ENTRY="\"provider\": \"pkcs11\", \"module\": \"$MODULE\", \"uri\": \"pkcs11:token=$TOKEN;object=flows-key\", \"pin\": \"file:$T/pin\""
 EXPECT_OAEP=host
 HOST_OAEP=true
 
 check_key_attributes() {
 	local objects
-	objects=$(pkcs11-tool --module "$MODULE" --token-label "$TOKEN" --login --pin "$PIN" \
+	objects=$(pkcs11-tool --module "$SOFTHSM_MODULE" --token-label "$TOKEN" --login --pin "$PIN" \
 		--list-objects --type privkey) || fail "pkcs11-tool --list-objects"
 	grep -qF "Access:     sensitive, always sensitive, never extractable, local" <<<"$objects" \
 		|| fail "pkcs11-tool does not report the key as sensitive/never extractable/local:
@@ -25,7 +35,7 @@ $objects"
 }
 
 token_public_modulus() {
-	pkcs11-tool --module "$MODULE" --token-label "$TOKEN" --read-object --type pubkey \
+	pkcs11-tool --module "$SOFTHSM_MODULE" --token-label "$TOKEN" --read-object --type pubkey \
 		--label flows-key -o "$T/token-pub.der" >/dev/null 2>&1 || fail "pkcs11-tool --read-object"
 	openssl pkey -pubin -inform DER -in "$T/token-pub.der" -out "$T/token-pub.pem"
 	# The whole SPKI must be byte-identical, not only the modulus.

@@ -1,5 +1,8 @@
 # The PKCS#11 suite on NSS softokn (in-token OAEP-SHA256), with proof from
-# OpenSC's pkcs11-spy that the padding is checked by the token.
+# OpenSC's pkcs11-spy that the padding is checked by the token. With
+# FV_P11_VIA=client the token is reached through p11-kit-client.so and a
+# `p11-kit server` that loads softokn through its p11-kit registration, and
+# the spy sits on the server side.
 . "$FV_SOURCE_DIR/tests/lib.sh"
 . "$FV_SOURCE_DIR/tests/pkcs11/tokens.sh"
 
@@ -10,6 +13,10 @@ TOKEN="NSS Certificate DB"
 chmod 600 "$T/pin"
 MODULE=$SOFTOKN_MODULE
 ENTRY="\"provider\": \"pkcs11\", \"module\": \"$MODULE\", \"init_args\": \"$SOFTOKN_ARGS\", \"uri\": \"pkcs11:token=NSS%20Certificate%20DB;object=flows-key\", \"pin\": \"file:$T/pin\""
+if [ "${FV_P11_VIA:-direct}" = client ]; then
+	softokn_server_start nss
+	ENTRY="\"provider\": \"pkcs11\", \"module\": \"$CLIENT_MODULE\", \"uri\": \"pkcs11:token=NSS%20Certificate%20DB;object=flows-key\", \"pin\": \"file:$T/pin\""
+fi
 EXPECT_OAEP=token
 HOST_OAEP=false
 
@@ -36,10 +43,17 @@ token_public_modulus() {
 . "$FV_SOURCE_DIR/tests/pkcs11/suite.sh"
 
 # The same decryption through pkcs11-spy: the log must show OAEP with
-# SHA-256 parameters going to the token, and no raw RSA.
-write_config "$T/spy.json" "{$(sed "s#\"module\": \"[^\"]*\"#\"module\": \"$SPY_MODULE\"#" <<<"$ENTRY")}"
-PKCS11SPY="$MODULE" PKCS11SPY_OUTPUT="$T/spy.log" \
-	run "$TOOL" decrypt "$T/spy.json" flows "$T/cipher" "$T/spy-out"
+# SHA-256 parameters going to the token, and no raw RSA. Through p11-kit
+# remoting the spy is on the server side, between the server and softokn.
+if [ "${FV_P11_VIA:-direct}" = client ]; then
+	: >"$T/spy-home/spy.log"
+	run "$TOOL" decrypt "$CONFIG" flows "$T/cipher" "$T/spy-out"
+	cp "$T/spy-home/spy.log" "$T/spy.log"
+else
+	write_config "$T/spy.json" "{$(sed "s#\"module\": \"[^\"]*\"#\"module\": \"$SPY_MODULE\"#" <<<"$ENTRY")}"
+	PKCS11SPY="$MODULE" PKCS11SPY_OUTPUT="$T/spy.log" \
+		run "$TOOL" decrypt "$T/spy.json" flows "$T/cipher" "$T/spy-out"
+fi
 expect_rc 0 "decrypt through pkcs11-spy"
 cmp -s "$T/plain" "$T/spy-out" || fail "decrypt through pkcs11-spy"
 grep -q "pMechanism->type = CKM_RSA_PKCS_OAEP" "$T/spy.log" || fail "no CKM_RSA_PKCS_OAEP in the spy log"

@@ -4,6 +4,7 @@
 #   MODULE      the module file, TOKEN the token label
 #   EXPECT_OAEP "token" or "host": where the OAEP padding is checked
 #   HOST_OAEP   true/false: the allow_host_oaep the suite runs with
+# FV_P11_VIA (client or proxy; default direct) says how the module is reached.
 # and defines check_key_attributes and token_public_modulus.
 
 CONFIG="$T/config.json"
@@ -73,7 +74,10 @@ expect_rc 0 "fork"
 expect_err_has "initialized again in process"
 pass "decrypts in the parent and in a forked child"
 
-# Sessions closed behind the plugin's back: one re-open and re-login.
+# Sessions closed behind the plugin's back: one re-open and re-login. (A
+# remote module hands out a new instance per C_GetFunctionList, so the tool
+# cannot reach the plugin's sessions; remote_recovery.sh covers that path.)
+[ "${FV_P11_VIA:-direct}" != direct ] && return 0
 P11_TOOL_DEBUG=1 run "$TOOL" recover "$CONFIG" flows "$T/cipher" "$T/plain" "$MODULE"
 expect_rc 0 "recover"
 expect_err_has "CKR_SESSION_HANDLE_INVALID; opening a new session and logging in again"

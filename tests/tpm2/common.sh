@@ -24,14 +24,16 @@ oaep_encrypt() {
 		-pkeyopt rsa_mgf1_md:sha256
 }
 
-# transient_handles: objects left loaded in the TPM (should be none).
+# transient_handles: objects and sessions left in the TPM (should be none).
 transient_handles() {
 	tpm2_getcap handles-transient
+	tpm2_getcap handles-loaded-session
+	tpm2_getcap handles-saved-session
 }
 expect_no_transient() {
 	local left
 	left=$(transient_handles)
-	[ -z "$left" ] || fail "$1: transient objects left in the TPM: $left"
+	[ -z "$left" ] || fail "$1: transient objects or sessions left in the TPM: $left"
 }
 
 # tss2_part FILE N OUT: the N-th OCTET STRING (1 pubkey, 2 privkey) of a

@@ -4,12 +4,17 @@
  * the plain text to stdout.
  *
  *   fv-tpm2-decrypt CONFIG KEY CIPHER [--pause READY GO | --threads N]
+ *   fv-tpm2-decrypt CONFIG KEY --describe
  *
  * With --pause, after the first decryption it creates the file READY, waits
  * for the file GO to appear (the test restarts the TPM meanwhile) and then
  * decrypts again with the same key handle, in the same process.
  * With --threads, N threads decrypt the ciphertext 10 times each on the
  * same key handle at once; every result must equal the first decryption.
+ * With --describe, it opens the key (the require_non_extractable policy
+ * applies) and prints its fv_key_details: "oaep: ...", "backend: ...",
+ * "location: ...", "bits: ...", then "warning: PROPERTY refused|warned:
+ * MESSAGE" per warning.
  * Exit status: 0 ok, 2 usage/config, 3 key backend, 6 ciphertext rejected,
  * 1 anything else; the error message goes to stderr.
  */
@@ -165,26 +170,48 @@ static int threads(fv_key *key, const unsigned char *in, size_t in_len, int n)
 	return rc;
 }
 
+static int describe(fv_key *key)
+{
+	const fv_key_details *d;
+	size_t i;
+
+	if (fv_key_details_get(&d, key) != FV_OK)
+		return fail("details");
+	printf("oaep: %s\nbackend: %s\nlocation: %s\nbits: %u\n", d->oaep ? d->oaep : "-",
+	       d->backend ? d->backend : "-", d->location ? d->location : "-", d->bits);
+	for (i = 0; i < d->warning_count; i++)
+		printf("warning: %s %s: %s\n", d->warnings[i].property,
+		       d->warnings[i].refused ? "refused" : "warned", d->warnings[i].message);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned char in[1024];
-	size_t in_len;
+	size_t in_len = 0;
 	fv_context *ctx = NULL;
 	fv_key *key = NULL;
 	int rc, fd;
 
+	int describing = argc == 4 && strcmp(argv[3], "--describe") == 0;
+
 	if (!(argc == 4 || (argc == 7 && strcmp(argv[4], "--pause") == 0) ||
 	      (argc == 6 && strcmp(argv[4], "--threads") == 0))) {
-		fprintf(stderr, "usage: %s CONFIG KEY CIPHER [--pause READY GO | --threads N]\n",
-		        argv[0]);
+		fprintf(stderr,
+		        "usage: %s CONFIG KEY CIPHER [--pause READY GO | --threads N]\n"
+		        "       %s CONFIG KEY --describe\n", argv[0], argv[0]);
 		return 2;
 	}
-	if (read_file(argv[3], in, sizeof(in), &in_len) != 0)
+	if (!describing && read_file(argv[3], in, sizeof(in), &in_len) != 0)
 		return 1;
 	if (fv_context_open(&ctx, argv[1], 0) != FV_OK)
 		return fail("configuration");
 	if (fv_key_open(&key, ctx, argv[2]) != FV_OK) {
 		rc = fail("open key");
+		goto out;
+	}
+	if (describing) {
+		rc = describe(key);
 		goto out;
 	}
 	if (argc == 6) {

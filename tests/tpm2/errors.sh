@@ -1,6 +1,7 @@
 # The `tpm2` plugin's refusals on a swtpm: wrong authorization value (and
 # the dictionary-attack lockout), corrupt and truncated key files, bad
-# configuration, and a TPM that is not reachable.
+# configuration, a TPM with no free object slot, a TCTI that cannot be
+# loaded, and a TPM that is not reachable.
 . "$FV_SOURCE_DIR/tests/lib.sh"
 . "$FV_SOURCE_DIR/tests/tpm2/common.sh"
 
@@ -111,6 +112,52 @@ run "$FV" --config "$T/lit.json" pubkey k
 expect_rc 2 "literal auth"
 expect_not_has hunter2 "$T/.err" "$T/.out"
 pass "configuration errors: exit 2"
+
+# --- a full TPM: the same advice for a handle key as for a key file ---
+write_config "$T/full.json" "
+  \"file\": {\"provider\": \"tpm2\", \"tcti\": \"$FV_TCTI\", \"key_file\": \"full.tss2\"},
+  \"handle\": {\"provider\": \"tpm2\", \"tcti\": \"$FV_TCTI\", \"handle\": \"0x81000010\"}"
+for key in file handle; do
+	run "$FV" --config "$T/full.json" generate $key
+	expect_rc 0 "generate $key for the full-TPM test"
+done
+# Another program leaves its objects loaded: swtpm has three slots.
+for i in 1 2 3; do tpm2_createprimary -Q -C o -G ecc -c "$T/fill$i.ctx"; done
+for key in file handle; do
+	run "$FV" --config "$T/full.json" pubkey $key
+	expect_rc 3 "$key key with every transient slot taken"
+	expect_err_has "TPM has no free transient object slot"
+	expect_err_has "tpm2_flushcontext -t"
+done
+tpm2_flushcontext -t
+run "$FV" --config "$T/full.json" pubkey handle
+expect_rc 0 "handle key once the slots are free"
+pass "object limit: key file and handle keys both say to flush or use a resource manager"
+
+# --- a TCTI whose library cannot be loaded ---
+write_config "$T/tcti.json" "
+  \"unknown\": {\"provider\": \"tpm2\", \"tcti\": \"nosuchtcti\", \"key_file\": \"flows.tss2\"},
+  \"notlib\": {\"provider\": \"tpm2\", \"tcti\": \"$T/fv.json:x\", \"key_file\": \"flows.tss2\"},
+  \"abrmd\": {\"provider\": \"tpm2\", \"tcti\": \"tabrmd:bus_type=session\", \"key_file\": \"flows.tss2\"}"
+run "$FV" --config "$T/tcti.json" pubkey unknown
+expect_rc 2 "unknown TCTI name"
+expect_err_has "keys.unknown.tcti: unknown TCTI 'nosuchtcti'"
+expect_err_has "libtss2-tcti-nosuchtcti.so.0"
+case "$ERR" in *"not reachable"*) fail "an unknown TCTI is reported as an unreachable TPM: $ERR" ;; esac
+run "$FV" --config "$T/tcti.json" pubkey notlib
+expect_rc 2 "a TCTI path that is not a library"
+expect_err_has "'$T/fv.json' cannot be loaded as a TCTI library"
+if ! ldconfig -p | grep -q 'libtss2-tcti-tabrmd\.so\.0 '; then
+	run "$FV" --config "$T/tcti.json" pubkey abrmd
+	expect_rc 3 "tabrmd without its TCTI library"
+	expect_err_has "TCTI 'tabrmd': its library libtss2-tcti-tabrmd.so.0 cannot be loaded"
+	expect_err_has "Debian package libtss2-tcti-tabrmd0"
+	case "$ERR" in *"not reachable"*) fail "a missing TCTI library is reported as an unreachable TPM: $ERR" ;; esac
+	pass "tabrmd without libtss2-tcti-tabrmd0: names the library and the package"
+else
+	echo "note: libtss2-tcti-tabrmd0 is installed; the missing-library case runs with nosuchtcti only"
+fi
+pass "a TCTI that cannot be loaded says so instead of 'TPM not reachable'"
 
 # --- TPM not reachable ---
 swtpm_stop

@@ -70,3 +70,23 @@ expect_err_has "no key at this persistent handle"
 expect_err_has "flowvault generate"
 pass "empty handle: exit 3, says how to create the key"
 expect_no_transient "handle tests"
+
+# An owner hierarchy with a password: the standard primary cannot be made,
+# so a handle key's session needs a persistent storage key, named in
+# `parent` (or at 0x81000001); the message says so.
+tpm2_changeauth -c o owner-secret
+run "$FV" --config "$T/fv.json" pubkey flows
+expect_rc 3 "handle key, owner password, no storage key"
+expect_err_has "owner hierarchy has a password"
+expect_err_has "keys.flows.parent"
+tpm2_createprimary -Q -C o -P owner-secret -G ecc -c "$T/srk.ctx"
+tpm2_evictcontrol -Q -C o -P owner-secret -c "$T/srk.ctx" 0x81000002
+tpm2_flushcontext -t
+write_config "$T/owner.json" "
+  \"flows\": {\"provider\": \"tpm2\", \"tcti\": \"$FV_TCTI\", \"handle\": \"0x81000010\",
+             \"parent\": \"0x81000002\"}"
+run "$DECRYPT" "$T/owner.json" flows "$T/cipher"
+expect_rc 0 "handle key salted to the storage key in parent"
+[ "$OUT" = 'persistent flows key' ] || fail "decrypt gave '$OUT'"
+expect_no_transient "owner password"
+pass "owner password: a handle key's session is salted to the storage key in parent"

@@ -90,7 +90,9 @@ openssl pkey -in "$T/other.pem" -pubout -out "$T/other-pub.pem"
 oaep_encrypt "$T/other-pub.pem" "$T/plain" "$T/cipher-other"
 run "$DECRYPT" "$T/fv.json" flows "$T/cipher-other"
 expect_rc 6 "ciphertext for another key"
-expect_err_has "rejects the ciphertext"
+# Refused by the TPM's OAEP check, or before it when the value is not below
+# this key's modulus (about half of all ciphertexts for another key).
+expect_err_has "it was not encrypted to this key"
 [ -z "$OUT" ] || fail "a rejected ciphertext printed '$OUT'"
 head -c 100 "$T/cipher" >"$T/cipher-short"
 run "$DECRYPT" "$T/fv.json" flows "$T/cipher-short"

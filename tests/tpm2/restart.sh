@@ -63,3 +63,32 @@ wait $pid || rc=$?
 grep -q "TPM not reachable through TCTI '$FV_TCTI'" "$T/down.err" ||
 	fail "no clear error with the TPM gone: $(cat "$T/down.err")"
 pass "TPM gone for good: exit 3, names the TCTI"
+
+# Another program flushes the plugin's session (tpm2_flushcontext -l on a
+# direct TCTI): the next decryption starts a new session, and the key that
+# was loaded with the old one is flushed rather than left in the TPM.
+swtpm_restart
+# The TPM counts each restart without an orderly shutdown against the
+# dictionary-attack limit; the kills above reached it.
+tpm2_dictionarylockout -Q -c
+rm -f "$T/ready" "$T/go"
+"$DECRYPT" "$T/fv.json" file "$T/file.cipher" --pause "$T/ready" "$T/go" \
+	>"$T/flushed.out" 2>"$T/flushed.err" &
+pid=$!
+for i in $(seq 300); do
+	[ -e "$T/ready" ] && break
+	kill -0 $pid 2>/dev/null || break
+	sleep 0.1
+done
+[ -e "$T/ready" ] || fail "first decrypt did not finish: $(cat "$T/flushed.err")"
+[ -n "$(tpm2_getcap handles-loaded-session)" ] || fail "no session while the key is open"
+tpm2_flushcontext -l
+touch "$T/go"
+rc=0
+wait $pid || rc=$?
+[ $rc = 0 ] || fail "decrypt after the session was flushed exited $rc: $(cat "$T/flushed.err")"
+plain=$(cat "$T/file.plain")
+[ "$(cat "$T/flushed.out")" = "$plain$plain" ] || fail "two decrypts gave '$(cat "$T/flushed.out")'"
+grep -q "reconnecting" "$T/flushed.err" || fail "no reload was logged: $(cat "$T/flushed.err")"
+expect_no_transient "after the session was flushed"
+pass "session flushed by another program: a new session, nothing left behind"

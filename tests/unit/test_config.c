@@ -297,6 +297,101 @@ static void test_plugin_reads_config(void **state)
 	unsetenv("FV_UNIT_SECRET");
 }
 
+/* Strict JSON: what json-c would take leniently, and duplicate members
+ * (json-c keeps the last silently), are refused, naming line and member. */
+static void test_strict_json(void **state)
+{
+	struct fixture *f = *state;
+
+	expect_refused(f, "{\n\"keys\": {}, // none yet\n}", "not valid JSON",
+	               "comments are not allowed", (const char *)NULL);
+	expect_refused(f, "{\"keys\": {} /* none */}", "comments are not allowed",
+	               (const char *)NULL);
+	expect_refused(f, "{\"keys\": {},}", "trailing comma", (const char *)NULL);
+	expect_refused(f, "{\"plugin_path\": [\"/a\",\n ]}", "trailing comma", (const char *)NULL);
+	expect_refused(f, "{'keys': {}}", "single quotes", (const char *)NULL);
+	expect_refused(f, "{\"keys\": {\"a\": {\"provider\": \"pem\", \"n\": NaN}}}",
+	               "NaN", (const char *)NULL);
+	expect_refused(f, "{\"keys\": {\"a\": {\"provider\": \"pem\", \"n\": -Infinity}}}",
+	               "Infinity", (const char *)NULL);
+	expect_refused(f, "{\"keys\": {\"a\": {\"provider\": \"pem\", \"n\": 1.}}}",
+	               "ends in '.'", (const char *)NULL);
+	expect_refused(f, "{\"keys\": {\"a\": {\"provider\": \"pem\", \"s\": \"x\ty\"}}}",
+	               "control character", (const char *)NULL);
+
+	expect_refused(f, "{\n \"serve\": {\"keys\": [\"a\"]},\n\n \"serve\": {}\n}",
+	               "serve: duplicate member (first at line 2, again at line 4)",
+	               (const char *)NULL);
+	expect_refused(f, "{\"keys\": {\"a\": {\"provider\": \"pem\"},\n\"a\": {\"provider\": \"pem\"}}}",
+	               "keys.a: duplicate member (first at line 1, again at line 2)",
+	               (const char *)NULL);
+	/* The same name once escaped: json-c sees one member. */
+	expect_refused(f, "{\"keys\": {}, \"k\\u0065ys\": {}}", "keys: duplicate member",
+	               (const char *)NULL);
+	expect_refused(f, "{\"keys\": {\"a\": {\"provider\": \"pem\", \"l\": [{}, {\"x\": 1, \"x\": 1}]}}}",
+	               "keys.a.l[1].x: duplicate member", (const char *)NULL);
+	/* Same names in different objects, and in strings, are fine. */
+	{
+		fv_context *ctx = NULL;
+
+		assert_int_equal(open_text(f,
+			"{\"keys\": {\"a\": {\"provider\": \"pem\", \"path\": \"a\\\"keys\\\": {,\"},"
+			" \"b\": {\"provider\": \"pem\", \"path\": \"1.5e3\"}}}", &ctx), FV_OK);
+		fv_context_free(ctx);
+	}
+}
+
+/* Key names go into an HTTP header: [A-Za-z0-9._-]{1,64}. */
+static void test_key_names(void **state)
+{
+	static const char *const bad[] = {
+		"", "a b", "a\\r\\nX-Injected: 1", "a/b", "a:b", "\\u00e9",
+		"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk", /* 65 */
+	};
+	struct fixture *f = *state;
+	char text[512];
+	fv_context *ctx = NULL;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "{\"keys\": {\"%s\": {\"provider\": \"pem\"}}}", bad[i]);
+		expect_refused(f, text, "not a valid key name", "1 to 64", (const char *)NULL);
+		assert_null(strchr(fv_error_last()->message, '\n'));
+	}
+	assert_int_equal(open_text(f,
+		"{\"keys\": {\"Flows-2.prod_a\": {\"provider\": \"pem\"},"
+		" \"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\": {\"provider\": \"pem\"}}}",
+		&ctx), FV_OK);
+	assert_int_equal(fv_context_key_count(ctx), 2);
+	fv_context_free(ctx);
+}
+
+/* A relative file: reference in a plugin's secret field is relative to the
+ * configuration's directory, whatever the working directory. */
+static void test_relative_secret_file(void **state)
+{
+	struct fixture *f = *state;
+	char path[1024], info[1024], cwd[1024];
+	fv_context *ctx;
+	fv_key *key = NULL;
+
+	ut_join(path, sizeof(path), f->dir, "pass");
+	ut_write(path, "0123456789\n", 0600);
+	assert_int_equal(open_text(f,
+		"{\"plugin_path\": [\"" FV_TEST_PLUGIN_DIR "\"], \"keys\": {"
+		"\"k\": {\"provider\": \"testgood\", \"label\": \"L\", \"secret\": \"file:pass\"}}}",
+		&ctx), FV_OK);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir("/"), 0);
+	if (fv_key_open(&key, ctx, "k") != FV_OK)
+		fail_msg("relative file: secret: %s", fv_error_last()->message);
+	assert_int_equal(chdir(cwd), 0);
+	assert_int_equal(fv_key_info(info, sizeof(info), key), FV_OK);
+	assert_true(ut_has(info, "secret_len=10"));
+	fv_key_free(key);
+	fv_context_free(ctx);
+}
+
 /* A secret reference that cannot be resolved fails the key, not the file. */
 static void test_secret_unresolvable(void **state)
 {
@@ -414,6 +509,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_secret_unresolvable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_config_file_permissions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_search_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_strict_json, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_key_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_relative_secret_file, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

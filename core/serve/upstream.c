@@ -6,14 +6,18 @@
  * thread-safe), and all of them share one connection cache through a CURLSH,
  * so keep-alive connections are reused whichever thread picks a request.
  */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
-#include "serve_internal.h"
+#include "../serve_internal.h"
 
 struct serve_upstream {
 	char *url;
@@ -23,6 +27,10 @@ struct serve_upstream {
 	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
 	pthread_key_t handle_key;
 	int handle_key_made;
+	/* In a sandboxed worker: no resolver, no CA files, no proxy. */
+	struct curl_slist *resolve;
+	char *ca;
+	size_t ca_len;
 };
 
 static void share_lock(CURL *handle, curl_lock_data data, curl_lock_access access,
@@ -105,6 +113,8 @@ void fv__upstream_free(struct serve_upstream *up)
 		fv__log(FV_LOG_WARNING, "serve: upstream connections still in use at shutdown");
 	for (i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&up->locks[i]);
+	curl_slist_free_all(up->resolve);
+	free(up->ca);
 	free(up->url);
 	free(up);
 }
@@ -157,6 +167,17 @@ static CURL *thread_handle(struct serve_upstream *up)
 	c = curl_easy_init();
 	if (!c)
 		return NULL;
+	if (up->resolve)
+		curl_easy_setopt(c, CURLOPT_RESOLVE, up->resolve);
+	if (up->ca) {
+		struct curl_blob blob = { up->ca, up->ca_len, CURL_BLOB_NOCOPY };
+
+		curl_easy_setopt(c, CURLOPT_CAINFO, NULL);
+		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+		curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
+	}
+	if (up->resolve || up->ca)
+		curl_easy_setopt(c, CURLOPT_PROXY, "");
 	if (curl_easy_setopt(c, CURLOPT_SHARE, up->share) != CURLE_OK ||
 	    pthread_setspecific(up->handle_key, c) != 0) {
 		curl_easy_cleanup(c);
@@ -235,5 +256,69 @@ int fv__upstream_call(void *arg, const char *key_name, const char *request,
 	}
 	if (rc != FV_OK)
 		fv__error_set(rc, "upstream failed");
+	return rc;
+}
+
+int fv__upstream_pin(struct serve_upstream *up, const char *resolve, const char *ca,
+                     size_t ca_len)
+{
+	if (resolve && !(up->resolve = curl_slist_append(NULL, resolve)))
+		return fv__error_nomem();
+	if (ca) {
+		if (!(up->ca = malloc(ca_len ? ca_len : 1)))
+			return fv__error_nomem();
+		memcpy(up->ca, ca, ca_len);
+		up->ca_len = ca_len;
+	}
+	return FV_OK;
+}
+
+int fv__upstream_resolve(char **entry, const char *url)
+{
+	CURLU *u = curl_url();
+	char *host = NULL, *port = NULL, addr[INET6_ADDRSTRLEN];
+	struct addrinfo hints, *res = NULL;
+	int rc = FV_OK, err;
+
+	*entry = NULL;
+	if (!u)
+		return fv__error_nomem();
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
+		rc = fv__error_set(FV_ERR_CONFIG, "serve.upstream: '%s' is not a URL libcurl reads",
+		                   url);
+		goto out;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	/* An address literal needs no resolver. */
+	hints.ai_flags = AI_NUMERICHOST;
+	if (host[0] == '[' || getaddrinfo(host, NULL, &hints, &res) == 0)
+		goto out;
+	hints.ai_flags = 0;
+	err = getaddrinfo(host, port, &hints, &res);
+	if (err != 0 || !res) {
+		rc = fv__error_set(FV_ERR_CONFIG, "serve.upstream: cannot resolve '%s': %s", host,
+		                   gai_strerror(err));
+		goto out;
+	}
+	if (res->ai_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr, addr,
+		          sizeof(addr));
+	else
+		inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr, addr,
+		          sizeof(addr));
+	if (asprintf(entry, "%s:%s:%s%s%s", host, port, res->ai_family == AF_INET6 ? "[" : "",
+	             addr, res->ai_family == AF_INET6 ? "]" : "") < 0) {
+		*entry = NULL;
+		rc = fv__error_nomem();
+	}
+out:
+	if (res)
+		freeaddrinfo(res);
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
 	return rc;
 }

@@ -2,11 +2,13 @@
  * /metrics: counters and latency histograms in the Prometheus text format.
  * Lock-free: every request touches a few atomics; rendering reads them.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
-#include "serve_internal.h"
+#include "../serve_internal.h"
 
 /* Upper bounds in seconds; the last bucket is +Inf. */
 static const double bucket_bounds[METRICS_BUCKETS - 1] = {
@@ -15,26 +17,43 @@ static const double bucket_bounds[METRICS_BUCKETS - 1] = {
 
 /* Statuses with their own counter; anything else goes into "other". */
 static const int known_statuses[METRICS_STATUS_SLOTS - 1] = {
-	200, 400, 404, 405, 413, 421, 427, 432, 500, 503, 415
+	200, 400, 404, 405, 413, 421, 427, 432, 500, 503, 415, 431
 };
 
-#define OUTCOME_COUNT (FV_FLOW_INTERNAL_ERROR + 1)
+#define OUTCOME_COUNT (FV_FLOW_KEYS_UNAVAILABLE + 1)
 
-int fv__metrics_init(struct serve_metrics *m, char **key_names, size_t key_count)
+struct serve_metrics *fv__metrics_map(int separated)
 {
-	memset(m, 0, sizeof(*m));
-	m->by_key = calloc(key_count ? key_count : 1, sizeof(*m->by_key));
-	if (!m->by_key)
-		return fv__error_nomem();
-	m->key_names = key_names;
-	m->key_count = key_count;
-	return FV_OK;
+	struct serve_metrics *m = mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE,
+	                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (m == MAP_FAILED) {
+		fv__error_set(FV_ERR_NOMEM, "serve: cannot map the metrics region: %s",
+		              strerror(errno));
+		return NULL;
+	}
+	m->separated = separated;
+	return m; /* zero-filled by the kernel */
 }
 
-void fv__metrics_clear(struct serve_metrics *m)
+void fv__metrics_unmap(struct serve_metrics *m)
 {
-	free(m->by_key);
-	m->by_key = NULL;
+	if (m)
+		munmap(m, sizeof(*m));
+}
+
+int fv__metrics_key_slot(struct serve_metrics *m, const char *name)
+{
+	unsigned int i, n = atomic_load(&m->key_slots);
+
+	for (i = 0; i < n; i++)
+		if (strcmp(m->keys[i].name, name) == 0)
+			return (int)i;
+	if (n >= METRICS_KEY_SLOTS)
+		return -1;
+	snprintf(m->keys[n].name, sizeof(m->keys[n].name), "%s", name);
+	atomic_store(&m->key_slots, n + 1);
+	return (int)n;
 }
 
 void fv__metrics_request(struct serve_metrics *m, int http_status)
@@ -58,12 +77,14 @@ static void observe(struct serve_histogram *h, double seconds)
 	atomic_fetch_add(&h->sum_us, (uint_fast64_t)(seconds * 1e6));
 }
 
-void fv__metrics_reply(struct serve_metrics *m, const fv_flow_reply *reply)
+void fv__metrics_reply(struct serve_metrics *m, const fv_flow_reply *reply,
+                       const int *key_slots)
 {
 	if (reply->outcome >= 0 && reply->outcome < OUTCOME_COUNT)
 		atomic_fetch_add(&m->by_outcome[reply->outcome], 1);
-	if (reply->key_index >= 0 && (size_t)reply->key_index < m->key_count)
-		atomic_fetch_add(&m->by_key[reply->key_index], 1);
+	if (reply->key_index >= 0 && reply->key_index < SERVE_MAX_KEYS &&
+	    key_slots[reply->key_index] >= 0)
+		atomic_fetch_add(&m->keys[key_slots[reply->key_index]].requests, 1);
 	if (reply->decrypt_seconds > 0)
 		observe(&m->decrypt, reply->decrypt_seconds);
 	if (reply->upstream_seconds > 0)
@@ -169,10 +190,10 @@ char *fv__metrics_render(struct serve_metrics *m, size_t *len)
 		    fv_flow_outcome_name((int)i), (uintmax_t)atomic_load(&m->by_outcome[i]));
 	put(&t, "# HELP flowvault_key_requests_total Requests decrypted, by the key that decrypted them.\n"
 	        "# TYPE flowvault_key_requests_total counter\n");
-	for (i = 0; i < m->key_count; i++) {
+	for (i = 0; i < atomic_load(&m->key_slots) && i < METRICS_KEY_SLOTS; i++) {
 		put(&t, "flowvault_key_requests_total{key=\"");
-		put_label(&t, m->key_names[i]);
-		put(&t, "\"} %ju\n", (uintmax_t)atomic_load(&m->by_key[i]));
+		put_label(&t, m->keys[i].name);
+		put(&t, "\"} %ju\n", (uintmax_t)atomic_load(&m->keys[i].requests));
 	}
 	put_histogram(&t, "flowvault_decrypt_seconds",
 	              "Time to decrypt a request: RSA-OAEP in the key backend plus AES-GCM.",
@@ -182,6 +203,23 @@ char *fv__metrics_render(struct serve_metrics *m, size_t *len)
 	put(&t, "# HELP flowvault_requests_in_flight Requests being handled now.\n"
 	        "# TYPE flowvault_requests_in_flight gauge\n"
 	        "flowvault_requests_in_flight %d\n", atomic_load(&m->in_flight));
+	put(&t, "# HELP flowvault_config_generation Configuration generation being served "
+	        "(1 at start, one more per successful reload).\n"
+	        "# TYPE flowvault_config_generation gauge\n"
+	        "flowvault_config_generation %u\n", atomic_load(&m->generation));
+	put(&t, "# HELP flowvault_reloads_total Reloads (SIGHUP), by result.\n"
+	        "# TYPE flowvault_reloads_total counter\n"
+	        "flowvault_reloads_total{result=\"ok\"} %ju\n"
+	        "flowvault_reloads_total{result=\"failed\"} %ju\n",
+	    (uintmax_t)atomic_load(&m->reloads), (uintmax_t)atomic_load(&m->reload_failures));
+	if (m->separated)
+		put(&t, "# HELP flowvault_process_restarts_total Server processes restarted after "
+		        "they died.\n"
+		        "# TYPE flowvault_process_restarts_total counter\n"
+		        "flowvault_process_restarts_total{process=\"worker\"} %ju\n"
+		        "flowvault_process_restarts_total{process=\"key\"} %ju\n",
+		    (uintmax_t)atomic_load(&m->worker_restarts),
+		    (uintmax_t)atomic_load(&m->keyproc_restarts));
 	if (t.failed) {
 		free(t.buf);
 		return NULL;

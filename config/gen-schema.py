@@ -71,6 +71,12 @@ HOST = {
         "max_connections": {"type": "integer", "minimum": 1},
         "request_timeout_s": {"type": "integer", "minimum": 1},
         "threads": {"type": "integer", "minimum": 1},
+        "isolation": {"enum": ["separated", "none"],
+                      "description": "a key process apart from the HTTP workers (default)"},
+        "workers": {"type": "integer", "minimum": 1, "maximum": 64},
+        "user": {"type": "string", "description": "the user the HTTP workers run as"},
+        "pid_file": {"type": "string"},
+        "log_format": {"enum": ["text", "json"]},
     },
 }
 

@@ -121,10 +121,11 @@ static const struct {
 	                      "or still in its grace window" },
 	{ EXIT_USAGE, "usage or configuration error: unknown command or option, a missing "
 	              "or unreadable input file, the configuration or a secret reference "
-	              "(unset, missing, unsafe or empty), a plugin that does not load" },
+	              "(unset, empty or missing), a plugin that does not load" },
 	{ EXIT_BACKEND, "key backend error: the key is missing, refused by "
 	                "require_non_extractable, or its file, token, TPM, passphrase or "
-	                "PIN fails" },
+	                "PIN fails; a key or secret file others may read is refused here too, "
+	                "as a permission error of the key's store" },
 	{ EXIT_GRAPH, "Graph API error: refused (e.g. a bad token), or retries ran out" },
 	{ EXIT_MISMATCH, "a number holds another key, none, or a status other than VALID" },
 	{ EXIT_UNDECRYPTABLE, "a Flows request cannot be decrypted (not for this key, or "

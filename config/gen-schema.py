@@ -97,25 +97,45 @@ def c_list(src, path, name):
     return re.findall(r'"([a-z_]+)"', m.group(1))
 
 
-def c_string(expr):
-    """The value of adjacent C string literals."""
-    return "".join(bytes(s, "utf-8").decode("unicode_escape")
-                   for s in re.findall(r'"((?:[^"\\]|\\.)*)"', expr))
+def c_string(expr, names):
+    """The value of adjacent C string literals and #define'd string names."""
+    out = ""
+    for lit, name in re.findall(r'"((?:[^"\\]|\\.)*)"|([A-Z_][A-Z0-9_]*)', expr):
+        out += names.get(name, "") if name else bytes(lit, "utf-8").decode("unicode_escape")
+    return out
+
+
+def field_macros(root):
+    """Field-table macros of headers shared by plugins (CLOUD_HTTP_CONFIG_FIELDS)."""
+    macros = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            if f.endswith(".h"):
+                text = open(os.path.join(d, f)).read()
+                for m in re.finditer(r"#define (\w+_FIELDS)[ \t]*\\\n((?:.*\\\n)*.*)", text):
+                    macros[m.group(1)] = m.group(2).replace("\\\n", "\n")
+    return macros
 
 
 def plugin_fields(src):
     plugins = {}
     root = os.path.join(src, "plugins")
+    macros = field_macros(root)
     for name in sorted(os.listdir(root)):
         d = os.path.join(root, name)
         if not os.path.isdir(d):
             continue
         text = "".join(open(os.path.join(d, f)).read() for f in sorted(os.listdir(d))
                        if f.endswith(".c"))
+        for macro, body in macros.items():
+            text = re.sub(r"\b%s\b" % macro, lambda _: body, text)
+        headers = "".join(open(os.path.join(d, f)).read() for f in sorted(os.listdir(d))
+                          if f.endswith(".h"))
+        names = dict(re.findall(r'#define ([A-Z_][A-Z0-9_]*)[ \t]+"([^"\n]*)"', text + headers))
         fields = []
         for m in re.finditer(r'\{\s*"([a-z_]+)",\s*(FV_FIELD_[A-Z_]+),\s*([^,]*?),\s*'
-                             r'((?:"(?:[^"\\]|\\.)*"\s*)+)\}', text):
-            fields.append((m.group(1), m.group(2), m.group(3), c_string(m.group(4))))
+                             r'((?:"(?:[^"\\]|\\.)*"\s*|[A-Z_][A-Z0-9_]*\s*)+)\}', text):
+            fields.append((m.group(1), m.group(2), m.group(3), c_string(m.group(4), names)))
         if fields:
             plugins[name] = fields
     return plugins

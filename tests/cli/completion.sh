@@ -43,7 +43,7 @@ expect_bash_lacks() {
 	done
 }
 
-expect_bash "decrypt encrypt" flowvault flow ""
+expect_bash "decrypt encrypt media-decrypt" flowvault flow ""
 expect_bash "decrypt" flowvault flow de
 expect_bash "flows flows-new" flowvault flow decrypt ""
 expect_bash "flows flows-new" flowvault flow encrypt ""
@@ -84,7 +84,7 @@ if command -v zsh >/dev/null; then
 			source "$1" >/dev/null 2>&1; shift
 			words=("$@"); CURRENT=$#; _flowvault' _ "$C/_flowvault" "$@" | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//'
 	}
-	[ "$(zsh_complete flowvault flow "")" = "decrypt encrypt" ] || fail "zsh: flow: $(zsh_complete flowvault flow "")"
+	[ "$(zsh_complete flowvault flow "")" = "decrypt encrypt media-decrypt" ] || fail "zsh: flow: $(zsh_complete flowvault flow "")"
 	[ "$(zsh_complete flowvault flow encrypt "")" = "flows flows-new" ] || fail "zsh: flow encrypt keys"
 	[ "$(zsh_complete flowvault rotate --finish "")" = "flows flows-new" ] || fail "zsh: rotate --finish"
 	zsh_complete flowvault flow encrypt flows -- | grep -q -- "--request --response" ||
@@ -94,7 +94,7 @@ if command -v zsh >/dev/null; then
 fi
 if command -v fish >/dev/null; then
 	fish_complete() { fish -c "source '$C/flowvault.fish'; complete -C '$1'" | cut -f1 | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//'; }
-	[ "$(fish_complete "flowvault flow ")" = "decrypt encrypt" ] || fail "fish: flow: $(fish_complete "flowvault flow ")"
+	[ "$(fish_complete "flowvault flow ")" = "decrypt encrypt media-decrypt" ] || fail "fish: flow: $(fish_complete "flowvault flow ")"
 	[ "$(fish_complete "flowvault rotate --finish ")" = "flows flows-new" ] || fail "fish: rotate --finish"
 	[ "$(fish_complete "flowvault pubkey ")" = "flows flows-new" ] || fail "fish: pubkey keys"
 	fish_complete "flowvault flow encrypt flows --" | grep -q -- "--request --response" || fail "fish: flow encrypt options"

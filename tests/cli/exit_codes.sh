@@ -52,8 +52,8 @@ code 2 "an unknown option" keys --jsn
 code 2 "flow decrypt --in a missing file" flow decrypt flows --in /nonexistent
 code 2 "a passphrase file that is missing" pubkey nofile
 expect_err_has "keys/nope.txt"
-code 2 "a world-readable passphrase file" pubkey readable
-expect_err_has "readable"
+code 3 "a world-readable passphrase file (a permission error, as for the key file)" pubkey readable
+expect_err_has "readable by others"
 code 2 "an unset env: secret" pubkey unset
 expect_err_has "UNSET_SECRET"
 code 2 "an empty env: secret" pubkey wrongpw

@@ -13,18 +13,25 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "keyreport.h"
 
 struct doctor {
 	const struct cli *cli;
 	json_object *checks;
 	int exit_code;           /* of the first failure */
 	size_t failed, passed, skipped;
+	/* For the next item only: its subject in the text output when it differs
+	 * from the JSON one, and whether it is a detail shown with -v only. */
+	const char *text_subject;
+	int detail;
 };
 
 enum { CHECK_OK, CHECK_FAIL, CHECK_SKIP, CHECK_WARN };
 
-static void item(struct doctor *d, int outcome, int exit_code, const char *check,
-                 const char *subject, const char *message, const char *fix)
+/* Record one check (and print it as text); returns its JSON object, to which
+ * a caller may add structured members. */
+static json_object *item(struct doctor *d, int outcome, int exit_code, const char *check,
+                         const char *subject, const char *message, const char *fix)
 {
 	static const char *const names[] = { "ok", "fail", "skip", "warn" };
 	json_object *o = json_object_new_object();
@@ -45,7 +52,10 @@ static void item(struct doctor *d, int outcome, int exit_code, const char *check
 	json_object_object_add(o, "fix", fix ? json_object_new_string(fix) : NULL);
 	json_object_object_add(o, "exit_code", outcome == CHECK_FAIL ? json_object_new_int(exit_code) : NULL);
 	json_object_array_add(d->checks, o);
-	if (!d->cli->json && !(d->cli->quiet && outcome != CHECK_FAIL)) {
+	if (d->text_subject)
+		subject = d->text_subject;
+	if (!d->cli->json && !(d->cli->quiet && outcome != CHECK_FAIL) &&
+	    !(d->detail && !d->cli->verbose)) {
 		static const char *const tags[] = { "[ok]  ", "[FAIL]", "[skip]", "[warn]" };
 
 		printf("%s %-8s %s%s%s\n", tags[outcome], check, subject ? subject : "",
@@ -53,6 +63,9 @@ static void item(struct doctor *d, int outcome, int exit_code, const char *check
 		if (fix && outcome != CHECK_OK)
 			printf("       fix: %s\n", fix);
 	}
+	d->text_subject = NULL;
+	d->detail = 0;
+	return o;
 }
 
 static void failf(struct doctor *d, int status, const char *check, const char *subject,
@@ -66,9 +79,13 @@ static void failf(struct doctor *d, int status, const char *check, const char *s
 
 static int check_config(struct doctor *d, fv_context **ctx)
 {
+	char fix_buf[4400];
 	const char *fix;
 	int rc = fv_context_open(ctx, d->cli->config_path, 0);
 
+	snprintf(fix_buf, sizeof(fix_buf), "write a starter one with flowvault init (the "
+	         "example: %s), or pass --config FILE",
+	         cli_doc_path("flowvault.example.json", "config/flowvault.example.json"));
 	if (rc == FV_OK) {
 		item(d, CHECK_OK, 0, "config", fv_context_config_path(*ctx),
 		     "valid JSON, known fields, safe ownership and mode", NULL);
@@ -80,27 +97,41 @@ static int check_config(struct doctor *d, fv_context **ctx)
 	else if (strstr(fv_error_last()->message, "not valid JSON"))
 		fix = "correct the JSON at the line shown";
 	else if (strstr(fv_error_last()->message, "no configuration found"))
-		fix = "create one (see config/flowvault.example.json) or pass --config FILE";
+		fix = fix_buf;
 	else
 		fix = "correct the field the message names; flowvault.json(5) lists every field";
 	failf(d, rc, "config", d->cli->config_path, fix);
 	return -1;
 }
 
+/* A fix that adds something to the refusal, which often names the command. */
+static const char *fix_for_plugin(const char *refused)
+{
+	if (strstr(refused, "chmod") || strstr(refused, "chown"))
+		return "run the command the message gives, or remove the file from the plugin path";
+	if (strstr(refused, "ABI"))
+		return "install the plugin built for this flowvault (flowvault version shows "
+		       "its ABI), or remove it from the plugin path";
+	return "replace the file with a flowvault plugin, or remove it from the plugin path";
+}
+
 static int plugin_cb(void *arg, const fv_plugin_info *info)
 {
 	struct doctor *d = arg;
-	char subject[512];
+	char text_subject[512];
+	json_object *o;
 
-	snprintf(subject, sizeof(subject), "%s (%s)", info->name, info->path);
+	snprintf(text_subject, sizeof(text_subject), "%s (%s)", info->name, info->path);
+	d->text_subject = text_subject;
 	if (!info->refused)
-		item(d, CHECK_OK, 0, "plugin", subject, "loads", NULL);
+		o = item(d, CHECK_OK, 0, "plugin", info->name, "loads", NULL);
 	else if (strstr(info->refused, "shadowed"))
-		item(d, CHECK_WARN, 0, "plugin", subject, info->refused,
-		     "remove the duplicate if it is not meant to be there");
+		o = item(d, CHECK_WARN, 0, "plugin", info->name, info->refused,
+		         "remove the duplicate if it is not meant to be there");
 	else
-		item(d, CHECK_FAIL, EXIT_USAGE, "plugin", subject, info->refused,
-		     "fix the file as the message says, or remove it from the plugin path");
+		o = item(d, CHECK_FAIL, EXIT_USAGE, "plugin", info->name, info->refused,
+		         fix_for_plugin(info->refused));
+	json_object_object_add(o, "path", json_object_new_string(info->path));
 	return 0;
 }
 
@@ -111,40 +142,98 @@ struct key_state {
 	fv_key *key;
 };
 
+/* What to do about a key that does not open, beyond what its message says. */
+static const char *fix_for_key(int status, const char *message)
+{
+	if (strstr(message, "chmod") || strstr(message, "chown"))
+		return "run the command the message gives";
+	switch (status) {
+	case FV_ERR_NOT_FOUND:
+		return "create it with flowvault generate KEY, or correct its reference in the "
+		       "configuration";
+	case FV_ERR_AUTH:
+		return "correct the passphrase or PIN the key's secret reference gives";
+	case FV_ERR_SECRET:
+		return "make the secret reference resolve: export the variable, or create the "
+		       "file with mode 0600";
+	case FV_ERR_PLUGIN:
+		return "flowvault plugins shows whether the key's plugin loads, and why not";
+	case FV_ERR_UNSUPPORTED:
+		return "use an RSA-2048 key the plugin supports (flowvault generate KEY makes one)";
+	case FV_ERR_PERMISSION:
+		return "give the user running flowvault access to the key's store";
+	default:
+		return "make the store reachable (token present, TPM or daemon running, service "
+		       "reachable); flowvault -v keys shows the backend's own words";
+	}
+}
+
 static void check_keys(struct doctor *d, fv_context *ctx, struct key_state *keys, size_t n)
 {
-	char msg[256];
-	size_t i;
+	char msg[1200], fix[512];
+	size_t i, w;
 
 	for (i = 0; i < n; i++) {
+		struct cli_key_report r;
+		json_object *o;
 		int rc;
 
 		keys[i].name = fv_context_key_name(ctx, i);
-		rc = fv_key_open(&keys[i].key, ctx, keys[i].name);
-		if (rc == FV_OK)
-			rc = fv_key_fingerprint(keys[i].fingerprint, keys[i].key);
-		if (rc == FV_OK)
-			rc = fv_key_self_test(keys[i].key);
-		if (rc == FV_ERR_CONFIG) {
+		cli_key_report_open(&r, ctx, keys[i].name);
+		rc = r.status;
+		if (r.state == CLI_KEY_UNREACHABLE && rc == FV_ERR_CONFIG) {
 			/* Provider fields are checked when the key opens. */
 			snprintf(msg, sizeof(msg), "keys.%s", keys[i].name);
-			failf(d, rc, "config", msg,
-			      "correct the field the message names; flowvault.json(5) lists the "
-			      "fields of each provider");
+			item(d, CHECK_FAIL, cli_exit_for_status(rc), "config", msg, r.message,
+			     "correct the field the message names; flowvault.json(5) lists the "
+			     "fields of each provider");
 			continue;
 		}
+		if (r.state == CLI_KEY_UNREACHABLE) {
+			item(d, CHECK_FAIL, cli_exit_for_status(rc), "key", keys[i].name, r.message,
+			     fix_for_key(rc, r.message));
+			continue;
+		}
+		for (w = 0; w < r.details->warning_count; w++) {
+			const fv_key_warning *kw = &r.details->warnings[w];
+
+			if (kw->refused && r.details->require_non_extractable)
+				continue; /* part of the refusal below */
+			snprintf(msg, sizeof(msg), "%s: %s", kw->property, kw->message);
+			snprintf(fix, sizeof(fix), "create a key inside its store (flowvault rotate "
+			         "%s --new NAME moves its numbers to it)%s", keys[i].name,
+			         kw->refused ? "; keys.NAME.require_non_extractable is false, "
+			                       "so this key is accepted" : "");
+			o = item(d, CHECK_WARN, 0, "key", keys[i].name, msg, fix);
+			json_object_object_add(o, "warning", cli_key_warning_json(kw));
+		}
+		if (r.state == CLI_KEY_REFUSED) {
+			snprintf(fix, sizeof(fix), "create a key inside its store (flowvault rotate %s "
+			         "--new NAME moves its numbers to it), or accept this one with "
+			         "\"require_non_extractable\": false in keys.%s", keys[i].name,
+			         keys[i].name);
+			o = item(d, CHECK_FAIL, cli_exit_for_status(rc), "key", keys[i].name, r.message,
+			         fix);
+			json_object_object_add(o, "state", json_object_new_string("refused"));
+			cli_key_report_clear(&r);
+			continue;
+		}
+		rc = fv_key_self_test(r.key);
 		if (rc != FV_OK) {
-			failf(d, rc, "key", keys[i].name,
-			      rc == FV_ERR_NOT_FOUND ? "create it with flowvault generate KEY, or correct "
-			                               "its reference in the configuration"
-			      : "check the key's entry and its store (file, token, TPM, secret "
-			        "reference); flowvault keys shows the same error");
+			failf(d, rc, "key", keys[i].name, fix_for_key(rc, fv_error_last()->message));
+			cli_key_report_clear(&r);
 			continue;
 		}
 		keys[i].ok = 1;
+		keys[i].key = r.key;
+		r.key = NULL;
+		memcpy(keys[i].fingerprint, r.fingerprint, sizeof(keys[i].fingerprint));
 		snprintf(msg, sizeof(msg), "opens; OAEP-SHA256 test decryption ok; fingerprint %s",
 		         keys[i].fingerprint);
-		item(d, CHECK_OK, 0, "key", keys[i].name, msg, NULL);
+		o = item(d, CHECK_OK, 0, "key", keys[i].name, msg, NULL);
+		json_object_object_add(o, "fingerprint_sha256",
+		                       json_object_new_string(keys[i].fingerprint));
+		cli_key_report_clear(&r);
 	}
 }
 
@@ -161,9 +250,10 @@ static const char *graph_fix(const fv_graph_result *r)
 	}
 }
 
-/* The phone numbers of key `name`: configured ones and its WABA's. */
-static int targets_of(char ***out, size_t *count, fv_context *ctx, fv_graph *graph,
-                      const char *name)
+/* The phone numbers of key `name`: configured ones first (*configured of
+ * them), then its WABA's. */
+static int targets_of(char ***out, size_t *count, size_t *configured, fv_context *ctx,
+                      fv_graph *graph, const char *name)
 {
 	size_t n = fv_context_key_phone_count(ctx, name), i, w = 0;
 	const char *waba = fv_context_key_waba(ctx, name);
@@ -179,6 +269,7 @@ static int targets_of(char ***out, size_t *count, fv_context *ctx, fv_graph *gra
 	fv_graph_ids_free(waba_ids);
 	*out = ids;
 	*count = ids ? n + w : 0;
+	*configured = n;
 	return ids ? 0 : -1;
 }
 
@@ -195,11 +286,49 @@ static int in_serve(fv_context *ctx, const struct key_state *keys, size_t nkeys,
 	return 0;
 }
 
+/* One number's verdict: ok, or a failure with its own fix. */
+static void check_number(struct doctor *d, fv_context *ctx, const struct key_state *keys,
+                         size_t n, const struct key_state *k, const fv_graph_result *r,
+                         const char *waba)
+{
+	char subject[256], msg[512];
+	json_object *o;
+
+	snprintf(subject, sizeof(subject), "%s on %s", k->name, r->phone_number_id);
+	if (r->status == FV_ERR_GRAPH) {
+		o = item(d, CHECK_FAIL, EXIT_GRAPH, "number", subject, r->message, graph_fix(r));
+	} else if (r->status != FV_OK) {
+		o = item(d, CHECK_FAIL, EXIT_MISMATCH, "number", subject, r->message,
+		         !r->registered ? "run flowvault register KEY (or finish the rotation "
+		                          "that moves it)"
+		         : !r->matches_local ? "run flowvault register KEY to replace the key "
+		                               "registered there"
+		         : "check the number's WABA in WhatsApp Manager, then run flowvault "
+		           "register KEY again");
+	} else if (fv_context_has_serve(ctx) && !in_serve(ctx, keys, n, r->remote_fingerprint)) {
+		o = item(d, CHECK_FAIL, EXIT_MISMATCH, "number", subject,
+		         "holds a key that serve.keys does not list: flowvault serve would "
+		         "answer its requests with 421",
+		         "add the key to serve.keys (and restart serve)");
+	} else {
+		snprintf(msg, sizeof(msg), "registered, VALID%s",
+		         fv_context_has_serve(ctx) ? ", served" : "");
+		d->detail = waba != NULL; /* a WABA's numbers are summed up below */
+		o = item(d, CHECK_OK, 0, "number", subject, msg, NULL);
+	}
+	json_object_object_add(o, "key", json_object_new_string(k->name));
+	json_object_object_add(o, "phone_number_id", json_object_new_string(r->phone_number_id));
+	json_object_object_add(o, "waba_id", waba ? json_object_new_string(waba) : NULL);
+	json_object_object_add(o, "fingerprint_sha256",
+	                       r->remote_fingerprint[0] ? json_object_new_string(r->remote_fingerprint)
+	                                                : NULL);
+}
+
 static void check_graph(struct doctor *d, fv_context *ctx, struct key_state *keys, size_t n)
 {
 	fv_graph *graph = NULL;
 	size_t i, j, any = 0;
-	int token_checked = 0;
+	int token_checked = 0, token_refused = 0;
 
 	for (i = 0; i < n; i++)
 		any += fv_context_key_phone_count(ctx, keys[i].name) +
@@ -219,18 +348,28 @@ static void check_graph(struct doctor *d, fv_context *ctx, struct key_state *key
 		      "file:PATH) and holds a system-user token");
 		return;
 	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && !token_refused; i++) {
+		const char *waba = fv_context_key_waba(ctx, keys[i].name);
 		fv_graph_result *res = NULL;
 		char **ids = NULL, subject[256], msg[512];
-		size_t count = 0;
+		size_t count = 0, configured = 0, waba_ok = 0, waba_failed = 0;
 
-		if (!fv_context_key_phone_count(ctx, keys[i].name) &&
-		    !fv_context_key_waba(ctx, keys[i].name))
+		if (!fv_context_key_phone_count(ctx, keys[i].name) && !waba)
 			continue;
-		if (targets_of(&ids, &count, ctx, graph, keys[i].name) != 0) {
+		if (targets_of(&ids, &count, &configured, ctx, graph, keys[i].name) != 0) {
+			/* The client stops at a refused token (190): so do the checks. */
+			token_refused = strstr(fv_error_last()->message, "Graph API error 190 ") != NULL;
 			failf(d, fv_error_last()->status, "graph", keys[i].name,
-			      "check the key's waba_id and the token's access to that WABA");
+			      token_refused ? "the access token is expired or invalid: create a new "
+			                      "system-user token and update the secret "
+			                      "graph.access_token refers to"
+			                    : "check the key's waba_id and the token's access to that "
+			                      "WABA");
 			token_checked = 1;
+			if (token_refused)
+				item(d, CHECK_SKIP, 0, "number", NULL,
+				     "not checked: the access token was refused (see the graph check)",
+				     NULL);
 			continue;
 		}
 		if (!keys[i].ok) {
@@ -241,35 +380,48 @@ static void check_graph(struct doctor *d, fv_context *ctx, struct key_state *key
 		}
 		fv_graph_check(&res, graph, keys[i].key, (const char *const *)ids, count,
 		               FV_GRAPH_STATUS);
-		for (j = 0; res && j < count; j++) {
-			snprintf(subject, sizeof(subject), "%s on %s", keys[i].name, ids[j]);
+		for (j = 0; res && j < count && !token_refused; j++) {
 			if (!token_checked) {
 				token_checked = 1;
-				if (res[j].status == FV_ERR_GRAPH) {
+				if (res[j].status == FV_ERR_GRAPH)
 					item(d, CHECK_FAIL, EXIT_GRAPH, "graph", fv_graph_endpoint(graph),
 					     res[j].message, graph_fix(&res[j]));
-				} else {
+				else
 					item(d, CHECK_OK, 0, "graph", fv_graph_endpoint(graph),
 					     "the access token works", NULL);
-				}
 			}
-			if (res[j].status == FV_ERR_GRAPH) {
-				item(d, CHECK_FAIL, EXIT_GRAPH, "number", subject, res[j].message,
-				     graph_fix(&res[j]));
-			} else if (res[j].status != FV_OK) {
-				item(d, CHECK_FAIL, EXIT_MISMATCH, "number", subject, res[j].message,
-				     "run flowvault register KEY (or finish the rotation that moves it)");
-			} else if (fv_context_has_serve(ctx) &&
-			           !in_serve(ctx, keys, n, res[j].remote_fingerprint)) {
-				item(d, CHECK_FAIL, EXIT_MISMATCH, "number", subject,
-				     "holds a key that serve.keys does not list: flowvault serve would "
-				     "answer its requests with 421",
-				     "add the key to serve.keys (and restart serve)");
-			} else {
-				snprintf(msg, sizeof(msg), "registered, VALID%s",
-				         fv_context_has_serve(ctx) ? ", served" : "");
-				item(d, CHECK_OK, 0, "number", subject, msg, NULL);
+			if (res[j].status == FV_ERR_GRAPH && res[j].error_code == 190) {
+				/* Every other number would say the same. */
+				token_refused = 1;
+				item(d, CHECK_SKIP, 0, "number", NULL,
+				     "not checked: the access token was refused (see the graph check)",
+				     NULL);
+				break;
 			}
+			check_number(d, ctx, keys, n, &keys[i], &res[j], j < configured ? NULL : waba);
+			if (j >= configured) {
+				if (res[j].status == FV_OK && !(fv_context_has_serve(ctx) &&
+				    !in_serve(ctx, keys, n, res[j].remote_fingerprint)))
+					waba_ok++;
+				else
+					waba_failed++;
+			}
+		}
+		if (res && waba && !token_refused) {
+			json_object *o;
+
+			snprintf(subject, sizeof(subject), "%s on WABA %s", keys[i].name, waba);
+			snprintf(msg, sizeof(msg), "%zu of %zu numbers registered, VALID%s%s", waba_ok,
+			         count - configured, fv_context_has_serve(ctx) ? ", served" : "",
+			         waba_failed ? " (the others are listed above)"
+			                     : d->cli->verbose ? "" : " (-v lists them)");
+			o = item(d, waba_failed ? CHECK_WARN : CHECK_OK, 0, "waba", subject, msg,
+			         waba_failed ? "see the failed numbers above" : NULL);
+			json_object_object_add(o, "key", json_object_new_string(keys[i].name));
+			json_object_object_add(o, "waba_id", json_object_new_string(waba));
+			json_object_object_add(o, "numbers",
+			                       json_object_new_int64((int64_t)(count - configured)));
+			json_object_object_add(o, "numbers_ok", json_object_new_int64((int64_t)waba_ok));
 		}
 		if (!res)
 			failf(d, fv_error_last()->status, "number", keys[i].name,
@@ -327,6 +479,13 @@ static void check_serve(struct doctor *d, fv_context *ctx, struct key_state *key
 		}
 		fv_secret_free(secret, len);
 	}
+	if (fv_context_serve_allow_unsigned(ctx)) {
+		item(d, CHECK_WARN, 0, "serve", "serve.allow_unsigned",
+		     "is true: requests are served without checking their X-Hub-Signature-256, "
+		     "so anyone who reaches the endpoint can make the key decrypt",
+		     "list the Meta app secret in serve.app_secrets (e.g. \"env:APP_SECRET\") "
+		     "and remove \"allow_unsigned\"");
+	}
 	for (i = 0; i < 2; i++) {
 		char *path = fv_context_serve_tls_file(ctx, (int)i);
 
@@ -362,17 +521,34 @@ static void check_rotation(struct doctor *d, fv_context *ctx)
 		item(d, CHECK_OK, 0, "rotation", NULL, "none in progress", NULL);
 	} else if (state == FV_ROTATION_SWITCHED) {
 		int64_t over = fv_rotation_grace_overrun(r, (int64_t)time(NULL));
+		char when[64] = "", until[64] = "", fix[512];
+		time_t at = (time_t)fv_rotation_switched_at(r);
+		time_t end = at + (time_t)fv_rotation_grace_seconds(r);
+		struct tm tm;
 
-		if (over > 0)
+		if (at && gmtime_r(&at, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M UTC", &tm);
+		if (at && gmtime_r(&end, &tm))
+			strftime(until, sizeof(until), "%Y-%m-%d %H:%M UTC", &tm);
+		if (over > 0) {
 			snprintf(msg, sizeof(msg), "%s -> %s has been in its grace window %lld s longer "
 			         "than planned; the previous key is still served", fv_rotation_key(r),
 			         fv_rotation_new_key(r), (long long)over);
-		else
-			snprintf(msg, sizeof(msg), "%s -> %s switched; the previous key is still served",
-			         fv_rotation_key(r), fv_rotation_new_key(r));
-		item(d, CHECK_WARN, 0, "rotation", NULL, msg,
-		     over > 0 ? "flowvault rotate --finish NEW (or --abort to go back)"
-		              : "after the grace window: flowvault rotate --finish NEW");
+			snprintf(fix, sizeof(fix), "flowvault rotate --finish %s (or --abort to go back)",
+			         fv_rotation_new_key(r));
+		} else {
+			/* serve reads serve.keys when it starts or reloads: one started
+			 * before the switch and not reloaded lacks the new key. */
+			snprintf(msg, sizeof(msg), "%s -> %s switched%s%s: serve.keys lists both, and the "
+			         "numbers hold %s; a flowvault serve started before the switch and not "
+			         "reloaded since still lacks %s", fv_rotation_key(r), fv_rotation_new_key(r),
+			         when[0] ? " at " : "", when, fv_rotation_new_key(r), fv_rotation_new_key(r));
+			snprintf(fix, sizeof(fix), "reload flowvault serve if it runs since before the "
+			         "switch (systemctl reload flowvault-serve); after the grace window%s%s: "
+			         "flowvault rotate --finish %s", until[0] ? ", from " : "", until,
+			         fv_rotation_new_key(r));
+		}
+		item(d, CHECK_WARN, 0, "rotation", NULL, msg, fix);
 	} else {
 		snprintf(msg, sizeof(msg), "%s -> %s stopped at step \"%s\" (%zu of %zu numbers moved)",
 		         fv_rotation_key(r), fv_rotation_new_key(r), fv_rotation_state_name(state),

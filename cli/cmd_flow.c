@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -13,8 +14,10 @@
 #define FLOW_INPUT_MAX (16 * 1024 * 1024)
 
 /* The whole of FILE ("-" or NULL for stdin), NUL-terminated; NULL after
- * printing why, with the exit code in *rc. */
-static char *read_input(const struct cli *cli, size_t *out_len, const char *path, int *rc)
+ * printing why, with the exit code in *rc. `what` names the expected
+ * content for the message about empty input. */
+static char *read_input(const struct cli *cli, size_t *out_len, const char *path,
+                        const char *what, int *rc)
 {
 	int from_stdin = !path || strcmp(path, "-") == 0;
 	const char *name = from_stdin ? "standard input" : path;
@@ -23,10 +26,14 @@ static char *read_input(const struct cli *cli, size_t *out_len, const char *path
 	char *buf = NULL, *result = NULL;
 
 	if (!f) {
-		*rc = cli_failf(cli, EXIT_FAILURE_OTHER, "cannot read '%s': %s", name,
-		                strerror(errno));
+		/* A file named on the command line that is not there is the
+		 * caller's mistake, like a missing --config FILE. */
+		*rc = cli_failf(cli, EXIT_USAGE, "cannot read '%s': %s", name, strerror(errno));
 		return NULL;
 	}
+	if (from_stdin && isatty(fileno(stdin)) && !cli->quiet)
+		fprintf(stderr, "flowvault %s: reading the request from standard input (the "
+		        "terminal); end it with Ctrl-D, or give --in FILE\n", cli->command);
 	for (;;) {
 		char *grown = realloc(buf, cap + 1);
 
@@ -40,6 +47,11 @@ static char *read_input(const struct cli *cli, size_t *out_len, const char *path
 			if (ferror(f)) {
 				*rc = cli_failf(cli, EXIT_FAILURE_OTHER, "cannot read '%s': %s", name,
 				                strerror(errno));
+				break;
+			}
+			if (len == 0) {
+				*rc = cli_failf(cli, EXIT_USAGE, "'%s': empty input (expected %s)", name,
+				                what);
 				break;
 			}
 			buf[len] = '\0';
@@ -66,11 +78,9 @@ static int fail_decrypt(const struct cli *cli)
 {
 	const fv_error *err = fv_error_last();
 
-	if (err->status == FV_ERR_DECRYPT) {
-		fprintf(stderr, "flowvault %s: the request cannot be decrypted: %s\n", cli->command,
-		        err->message);
-		return EXIT_UNDECRYPTABLE;
-	}
+	if (err->status == FV_ERR_DECRYPT)
+		return cli_failf(cli, EXIT_UNDECRYPTABLE, "the request cannot be decrypted: %s",
+		                 err->message);
 	return cli_fail(cli);
 }
 
@@ -80,7 +90,7 @@ static int flow_decrypt(struct cli *cli, fv_key *key, const char *in_path)
 	size_t body_len = 0, clear_len = 0;
 	int rc = EXIT_OK;
 
-	if (!(body = read_input(cli, &body_len, in_path, &rc)))
+	if (!(body = read_input(cli, &body_len, in_path, "a Flows request body", &rc)))
 		return rc;
 	if (fv_flow_decrypt_request(&clear, &clear_len, NULL, key, body, body_len) != FV_OK) {
 		rc = fail_decrypt(cli);
@@ -112,9 +122,9 @@ static int flow_encrypt(struct cli *cli, fv_key *key, const char *request_path,
 	json_object *parsed = NULL;
 	int rc = EXIT_OK;
 
-	if (!(body = read_input(cli, &body_len, request_path, &rc)))
+	if (!(body = read_input(cli, &body_len, request_path, "a Flows request body", &rc)))
 		return rc;
-	if (!(response = read_input(cli, &response_len, response_path, &rc)))
+	if (!(response = read_input(cli, &response_len, response_path, "the clear response JSON", &rc)))
 		goto out;
 	parsed = json_tokener_parse(response);
 	if (!parsed || strlen(response) != response_len) {
@@ -172,8 +182,15 @@ static int run_flow(struct cli *cli, int argc, char **argv)
 		decrypt = 1;
 	else if (strcmp(action, "encrypt") == 0)
 		decrypt = 0;
-	else
-		return cli_usage(cli, "unknown action '%s' (decrypt, encrypt or media-decrypt)", action);
+	else {
+		static const char *const actions[] = { "decrypt", "encrypt", "media-decrypt" };
+		const char *hint = cli_suggest(action, actions, 3);
+
+		if (hint)
+			return cli_usage(cli, "unknown action '%s'; did you mean '%s'?", action, hint);
+		return cli_usage(cli, "unknown action '%s' (decrypt, encrypt or media-decrypt)",
+		                 action);
+	}
 	argc--;
 	argv++;
 	opterr = 0;
@@ -245,6 +262,8 @@ const struct cli_command cli_cmd_flow = {
 		"  --response FILE  clear response JSON to encrypt\n\n"
 		"Exit status 6 when the request cannot be decrypted (bad JSON or base64, wrong\n"
 		"lengths, encrypted to another key, GCM tag mismatch, clear text not JSON);\n"
-		"3 when the key backend fails; 2 for usage and configuration errors.\n",
+		"3 when the key backend fails; 2 for usage and configuration errors, and for\n"
+		"an input file that cannot be read or is empty. With --json every failure is\n"
+		"{\"error\": {\"status\", \"message\", \"exit_code\"}}.\n",
 	.run = run_flow,
 };

@@ -5,10 +5,12 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "table.h"
 
 struct listing {
 	const struct cli *cli;
 	json_object *array;   /* --json */
+	cli_table *table;     /* text */
 	int refused;
 };
 
@@ -17,6 +19,7 @@ static void capability_names(char *buf, size_t len, uint32_t caps, json_object *
 	static const struct { uint32_t bit; const char *name; } names[] = {
 		{ FV_CAP_GENERATE, "generate" }, { FV_CAP_LIST, "list" },
 		{ FV_CAP_DELETE, "delete" }, { FV_CAP_INFO, "info" },
+		{ FV_CAP_DESCRIBE, "describe" },
 	};
 	size_t i, used = 0;
 
@@ -57,13 +60,18 @@ static int print_plugin(void *arg, const fv_plugin_info *info)
 		json_object_object_add(o, "refused",
 		                       info->refused ? json_object_new_string(info->refused) : NULL);
 		json_object_array_add(l->array, o);
-	} else if (info->refused) {
-		printf("%-10s %-8s %-5s %-22s %s\n           refused: %s\n", info->name, "-", "-",
-		       "-", info->path, info->refused);
 	} else {
+		const char *cells[5];
+
 		capability_names(caps, sizeof(caps), info->capabilities, NULL);
-		printf("%-10s %-8s %-5s %-22s %s\n", info->name, info->version, abi, caps,
-		       info->path);
+		cells[0] = info->name;
+		cells[1] = info->refused ? "-" : info->version;
+		cells[2] = info->refused ? "-" : abi;
+		cells[3] = info->refused ? "-" : caps;
+		cells[4] = info->path;
+		cli_table_row(l->table, cells);
+		if (info->refused)
+			cli_table_note(l->table, "refused: %s", info->refused);
 	}
 	if (info->refused)
 		l->refused++;
@@ -72,7 +80,8 @@ static int print_plugin(void *arg, const fv_plugin_info *info)
 
 static int run_plugins(struct cli *cli, int argc, char **argv)
 {
-	struct listing l = { cli, NULL, 0 };
+	static const char *const header[] = { "NAME", "VERSION", "ABI", "CAPABILITIES", "PATH" };
+	struct listing l = { cli, NULL, NULL, 0 };
 	fv_context *ctx;
 	int rc;
 
@@ -83,10 +92,11 @@ static int run_plugins(struct cli *cli, int argc, char **argv)
 		return rc;
 	if (cli->json)
 		l.array = json_object_new_array();
-	else
-		printf("%-10s %-8s %-5s %-22s %s\n", "NAME", "VERSION", "ABI", "CAPABILITIES",
-		       "PATH");
+	else if ((l.table = cli_table_new(5)))
+		cli_table_row(l.table, header);
 	fv_plugins_foreach(ctx, print_plugin, &l);
+	cli_table_print(l.table, stdout);
+	cli_table_free(l.table);
 	if (cli->json) {
 		json_object *doc = json_object_new_object();
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -101,6 +102,41 @@ static json_object *result_json(const fv_graph_result *r)
 	return o;
 }
 
+/* The result that says the access token was refused (190), or NULL. */
+static const fv_graph_result *token_refused(const fv_graph_result *r, size_t count)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		if (r[i].status == FV_ERR_GRAPH && r[i].error_code == 190)
+			return &r[i];
+	return NULL;
+}
+
+/* Progress on a terminal: "registering: 12/40 numbers, 1 failed", on one
+ * line rewritten in place. */
+struct progress {
+	const char *verb;
+	int shown;
+};
+
+static void show_progress(void *arg, size_t done, size_t total, size_t failed)
+{
+	struct progress *p = arg;
+
+	fprintf(stderr, "\r%s: %zu/%zu phone numbers, %zu failed so far\033[K", p->verb, done,
+	        total, failed);
+	fflush(stderr);
+	p->shown = 1;
+}
+
+static void end_progress(struct progress *p)
+{
+	if (p->shown)
+		fputs("\r\033[K", stderr);
+	p->shown = 0;
+}
+
 static void print_table(const char *name, const char *fp, const fv_graph_result *r,
                         size_t count, int mode, const char *endpoint)
 {
@@ -127,8 +163,13 @@ static void print_table(const char *name, const char *fp, const fv_graph_result 
 		printf("\n");
 	}
 	if (ok < count) {
-		printf("\n");
-		for (i = 0; i < count; i++)
+		const fv_graph_result *refused = token_refused(r, count);
+
+		/* A refused token: every number would say the same; the one
+		 * message goes to stderr (cli_graph_command). */
+		if (!refused)
+			printf("\n");
+		for (i = 0; !refused && i < count; i++)
 			if (r[i].status != FV_OK)
 				printf("%s: %s\n", r[i].phone_number_id, r[i].message);
 	}
@@ -175,6 +216,7 @@ int cli_graph_command(struct cli *cli, int argc, char **argv, int mode)
 	fv_key *key = NULL;
 	const char *name;
 	int c, rc = EXIT_OK, status, dry_run = 0;
+	struct progress progress = { mode == FV_GRAPH_REGISTER ? "registering" : "checking", 0 };
 	size_t i;
 
 	opterr = 0;
@@ -261,8 +303,11 @@ int cli_graph_command(struct cli *cli, int argc, char **argv, int mode)
 		goto out;
 	}
 
+	if (!cli->json && !cli->quiet && isatty(STDERR_FILENO))
+		fv_graph_set_progress(graph, show_progress, &progress);
 	status = fv_graph_check(&results, graph, key, (const char *const *)targets.ids,
 	                        targets.count, mode);
+	end_progress(&progress);
 	if (!results) {
 		rc = cli_fail(cli);
 		goto out;
@@ -288,7 +333,15 @@ int cli_graph_command(struct cli *cli, int argc, char **argv, int mode)
 		 * stderr only. */
 		const fv_error *err = fv_error_last();
 
-		fprintf(stderr, "flowvault %s: %s\n", cli->command, err->message);
+		const fv_graph_result *refused = token_refused(results, targets.count);
+
+		if (refused)
+			fprintf(stderr, "flowvault %s: the access token was refused (Graph error 190), "
+			        "so the run stopped: %s\nfix: create a new system-user token and update "
+			        "the secret graph.access_token refers to\n", cli->command,
+			        refused->message);
+		else
+			fprintf(stderr, "flowvault %s: %s\n", cli->command, err->message);
 		rc = cli_exit_for_status(err->status);
 	}
 	goto out;

@@ -8,7 +8,10 @@
 #   lib/pkgconfig/flowvault-provider.pc   share/man/man{1,5,7}/*.gz
 #   (lib/ is CMAKE_INSTALL_LIBDIR, "lib" unless configured otherwise)
 #   share/bash-completion/completions/flowvault
+#   share/zsh/vendor-completions/_flowvault
+#   share/fish/vendor_completions.d/flowvault.fish
 #   share/doc/flowvault/flowvault.example.json
+#   share/doc/flowvault/flowvault.schema.json, README.md
 #   share/doc/flowvault/examples/plugin-skeleton/
 #   lib/systemd/system/flowvault-serve.{service,socket}
 #   lib/sysusers.d/flowvault.conf
@@ -36,11 +39,21 @@ foreach(page ${FLOWVAULT_MAN_SOURCES})
 endforeach()
 add_custom_target(flowvault-man ALL DEPENDS ${FLOWVAULT_MAN_OUTPUTS})
 
-# ---- Shell completion ----
+# ---- Shell completion: bash, zsh, fish (the places Debian's shells read) ----
 
 install(FILES ${PROJECT_SOURCE_DIR}/completion/flowvault.bash
         DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions
         RENAME flowvault)
+install(FILES ${PROJECT_SOURCE_DIR}/completion/_flowvault
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/zsh/vendor-completions)
+install(FILES ${PROJECT_SOURCE_DIR}/completion/flowvault.fish
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/fish/vendor_completions.d)
+
+# ---- Documents flowvault names in its messages (flowvault help, doctor) ----
+
+install(FILES ${PROJECT_SOURCE_DIR}/config/flowvault.schema.json
+              ${PROJECT_SOURCE_DIR}/README.md
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/flowvault)
 
 # ---- Plugin SDK example: the skeleton plugin, to copy ----
 

@@ -10,7 +10,7 @@
 # source tree: `. completion/flowvault.bash`.
 
 # Used when the binary cannot be run (not built yet, not on PATH).
-_flowvault_fallback_commands="plugins keys generate pubkey register status rotate doctor flow serve"
+_flowvault_fallback_commands="plugins keys generate pubkey register status rotate doctor flow serve init help version"
 _flowvault_global_options="--config --json -v --verbose -q --quiet --version -h --help"
 
 # _flowvault_run BIN ARGS...: BIN's output, without its diagnostics, never
@@ -189,12 +189,56 @@ _flowvault()
 	fi
 
 	options=$(_flowvault_command_options "$bin" "$cmd")
+	synopsis=$(_flowvault_synopsis "$bin" "$cmd")
+
+	# `help COMMAND`: the commands.
+	if [[ $cmd == help && $cur != -* ]]; then
+		_flowvault_add_matches "$(_flowvault_commands "$bin")"
+		return 0
+	fi
+
+	# Commands with actions ("flow decrypt KEY [--in FILE] | flow encrypt KEY
+	# --request FILE --response FILE"): the action first, then that
+	# alternative's own options and KEY.
+	local alt action="" actions=""
+	while IFS= read -r alt; do
+		[[ $alt =~ ^$cmd\ ([a-z][a-z-]*)(\ |$) ]] && actions+=${BASH_REMATCH[1]}$'\n'
+	done <<<"${synopsis// | /$'\n'}"
+	if [[ -n $actions ]]; then
+		for ((i = cmd_index + 1; i < COMP_CWORD; i++)); do
+			if [[ $'\n'$actions == *$'\n'"${COMP_WORDS[i]}"$'\n'* ]]; then
+				action=${COMP_WORDS[i]}
+				break
+			fi
+		done
+		if [[ -z $action ]]; then
+			[[ $cur == -* ]] || _flowvault_add_matches "$actions"
+			return 0
+		fi
+		while IFS= read -r alt; do
+			[[ $alt == "$cmd $action"* ]] && synopsis=$alt
+		done <<<"${synopsis// | /$'\n'}"
+		# This action's options only, as the help lists them.
+		local kept="" word2
+		while IFS= read -r opt; do
+			word2=${opt%%=*}
+			[[ -n $opt && " $synopsis " == *" $word2 "* || " $synopsis " == *"[$word2 "* ]] &&
+				kept+=$opt$'\n'
+		done <<<"$options"
+		options=$kept
+		((cmd_index = cmd_index + 1))
+		while ((cmd_index < COMP_CWORD)) && [[ ${COMP_WORDS[cmd_index]} != "$action" ]]; do
+			((cmd_index++))
+		done
+	fi
 
 	# The argument of an option of the command: files, key names or nothing.
 	while IFS= read -r opt; do
 		[[ $opt == *=* ]] || continue
 		if [[ $prev == "${opt%%=*}" ]]; then
 			arg=${opt#*=}
+			# rotate --finish NAME names a configured key.
+			[[ $cmd == rotate && $prev == --finish ]] && arg=KEY
 			case $arg in
 			FILE | PATH | DIR*)
 				compopt -o filenames 2>/dev/null
@@ -229,7 +273,7 @@ _flowvault()
 
 	# A positional KEY, when the synopsis names one ("pubkey KEY [--out FILE]")
 	# and it has not been given yet; "KEY..." takes any number.
-	synopsis=" $(_flowvault_synopsis "$bin" "$cmd") "
+	synopsis=" $synopsis "
 	if [[ $synopsis == *" KEY... "* || $synopsis == *" [KEY...] "* ]] ||
 		[[ ($synopsis == *" KEY "* || $synopsis == *" [KEY] "*) && $positionals -eq 0 ]]; then
 		_flowvault_add_matches "$(_flowvault_key_names)"

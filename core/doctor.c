@@ -1,9 +1,16 @@
 /*
- * What `flowvault doctor` needs from the library beyond the public API: a
- * decryption self-test of a key, and read access to the "serve" section.
+ * What `flowvault doctor` and `flowvault version` need from the library: a
+ * decryption self-test of a key, read access to the "serve" section, and
+ * the versions of the libraries it runs with.
  */
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <curl/curl.h>
+#include <json-c/json_c_version.h>
+#include <microhttpd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -13,6 +20,35 @@
 #include <openssl/x509.h>
 
 #include "internal.h"
+
+#ifndef FLOWVAULT_VERSION_STRING
+#define FLOWVAULT_VERSION_STRING FLOWVAULT_VERSION
+#endif
+
+static char abi_version[16];
+static fv_library_version library_versions[7];
+static pthread_once_t library_versions_once = PTHREAD_ONCE_INIT;
+
+static void library_versions_fill(void)
+{
+	const curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
+	fv_library_version *l = library_versions;
+
+	snprintf(abi_version, sizeof(abi_version), "%d.%d", FV_PROVIDER_ABI_MAJOR,
+	         FV_PROVIDER_ABI_MINOR);
+	l[0] = (fv_library_version){ "libflowvault", FLOWVAULT_VERSION_STRING };
+	l[1] = (fv_library_version){ "provider-abi", abi_version };
+	l[2] = (fv_library_version){ "OpenSSL", OpenSSL_version(OPENSSL_VERSION_STRING) };
+	l[3] = (fv_library_version){ "json-c", json_c_version() };
+	l[4] = (fv_library_version){ "libcurl", curl ? curl->version : "unknown" };
+	l[5] = (fv_library_version){ "libmicrohttpd", MHD_get_version() };
+}
+
+const fv_library_version *fv_library_versions(void)
+{
+	pthread_once(&library_versions_once, library_versions_fill);
+	return library_versions;
+}
 
 int fv_key_self_test(fv_key *key)
 {
@@ -76,6 +112,13 @@ static size_t array_len(json_object *a)
 int fv_context_has_serve(const fv_context *ctx)
 {
 	return ctx && ctx->serve;
+}
+
+int fv_context_serve_allow_unsigned(const fv_context *ctx)
+{
+	json_object *v = serve_member(ctx, "allow_unsigned");
+
+	return json_object_is_type(v, json_type_boolean) && json_object_get_boolean(v);
 }
 
 int fv_context_has_graph(const fv_context *ctx)

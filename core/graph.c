@@ -697,6 +697,14 @@ static void number_finish(fv_graph_result *r, struct graph_job *job, int mode)
 	r->message = message ? message : strdup(r->status == FV_OK ? "" : "out of memory");
 }
 
+void fv_graph_set_progress(fv_graph *g, fv_graph_progress_fn fn, void *arg)
+{
+	if (!g)
+		return;
+	g->progress = fn;
+	g->progress_arg = arg;
+}
+
 int fv_graph_check(fv_graph_result **results, fv_graph *g, fv_key *key,
                    const char *const *phone_ids, size_t count, int mode)
 {

@@ -703,8 +703,27 @@ static void transfer_done(struct fv_graph *g, struct graph_job *job, CURLcode rc
 		graph_job_fail(job, FV_ERR_GRAPH, "%s; %s", c.message, g->stop_message);
 	} else {
 		graph_job_fail(job, FV_ERR_GRAPH, "%s", c.message);
+		/* A refused token (190) is refused for every other number too: start
+		 * no more requests. */
+		if (c.code == 190 && c.graph_error && !g->stop_message &&
+		    asprintf(&g->stop_message, "not tried: the access token was refused (%s)",
+		             c.message) < 0)
+			g->stop_message = NULL;
 	}
 	transfer_free(t);
+}
+
+/* Tell the progress callback how far the run is. */
+static void run_progress(const struct fv_graph *g, struct graph_job **jobs, size_t count,
+                         size_t pending)
+{
+	size_t i, failed = 0;
+
+	if (!g->progress)
+		return;
+	for (i = 0; i < count; i++)
+		failed += jobs[i]->done && jobs[i]->status != FV_OK;
+	g->progress(g->progress_arg, count - pending, count, failed);
 }
 
 int graph_run(struct fv_graph *g, struct graph_job **jobs, size_t count)
@@ -731,6 +750,7 @@ int graph_run(struct fv_graph *g, struct graph_job **jobs, size_t count)
 					job->error_code = -1;
 				graph_job_fail(job, FV_ERR_GRAPH, "%s", g->stop_message);
 				pending--;
+				run_progress(g, jobs, count, pending);
 				continue;
 			}
 			if (job->not_before > now || g->paused_until > now ||
@@ -765,8 +785,10 @@ int graph_run(struct fv_graph *g, struct graph_job **jobs, size_t count)
 			in_flight--;
 			transfer_done(g, job, msg->data.result);
 			finished++;
-			if (job->done)
+			if (job->done) {
 				pending--;
+				run_progress(g, jobs, count, pending);
+			}
 		}
 		/* A finished transfer frees a slot or sets up a next request:
 		 * start over at once instead of waiting. */

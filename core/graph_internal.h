@@ -40,6 +40,9 @@ struct fv_graph {
 	/* Set when the rate limit lasts longer than graph.max_wait_seconds:
 	 * requests not yet started fail with this message. */
 	char *stop_message;
+	/* fv_graph_set_progress: told each time a job of a run ends. */
+	fv_graph_progress_fn progress;
+	void *progress_arg;
 };
 
 /* What a request's success handler tells the runner. */

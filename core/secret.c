@@ -140,6 +140,10 @@ static int resolve_env(char **out, size_t *out_len, const char *name,
 		                         : fv__error_set(FV_ERR_SECRET,
 			"%s: environment variable %s is not set; export it or use another reference ("
 			REFERENCE_FORMS ")", purpose, name);
+	} else if (!e->len) { /* an export gone wrong, not a secret */
+		rc = fv__error_set(FV_ERR_SECRET,
+			"%s: environment variable %s is set but empty; export the secret in it",
+			purpose, name);
 	} else {
 		*out_len = e->len;
 		*out = secret_dup(e->value, e->len);

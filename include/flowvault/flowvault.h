@@ -53,6 +53,19 @@ FV_API const char *fv_status_name(int status);
 /* Free a buffer returned by this library. */
 FV_API void fv_free(void *ptr);
 
+/* ---- Versions ---- */
+
+/* A component libflowvault runs with, as it reports itself at run time. */
+typedef struct fv_library_version {
+	const char *name;     /* "libflowvault", "provider-abi", "OpenSSL", ... */
+	const char *version;
+} fv_library_version;
+
+/* libflowvault itself, the provider ABI version it loads plugins with, and
+ * the libraries it is running with (OpenSSL, json-c, libcurl,
+ * libmicrohttpd); the array ends with a NULL name. */
+FV_API const fv_library_version *fv_library_versions(void);
+
 /* ---- Logging ---- */
 
 typedef void (*fv_log_fn)(void *arg, int level, const char *message);

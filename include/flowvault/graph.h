@@ -32,6 +32,15 @@ FV_API int fv_graph_open(fv_graph **out, fv_context *ctx);
 /* Wipes the token. */
 FV_API void fv_graph_free(fv_graph *graph);
 
+/*
+ * Progress of the runs of `graph` (fv_graph_check, WABA listing): called on
+ * the calling thread each time one unit of work ends, with how many of
+ * `total` are done and how many of those failed at the Graph API so far.
+ * NULL turns it off.
+ */
+typedef void (*fv_graph_progress_fn)(void *arg, size_t done, size_t total, size_t failed);
+FV_API void fv_graph_set_progress(fv_graph *graph, fv_graph_progress_fn fn, void *arg);
+
 /* The Graph API root requests go to, e.g. "https://graph.facebook.com/v25.0". */
 FV_API const char *fv_graph_endpoint(const fv_graph *graph);
 

@@ -210,6 +210,9 @@ FV_API size_t fv_context_serve_key_count(const fv_context *ctx);
 FV_API const char *fv_context_serve_key(const fv_context *ctx, size_t index);
 FV_API size_t fv_context_serve_secret_count(const fv_context *ctx);
 FV_API const char *fv_context_serve_secret(const fv_context *ctx, size_t index);
+/* serve.allow_unsigned is true: requests without a valid X-Hub-Signature-256
+ * are served. */
+FV_API int fv_context_serve_allow_unsigned(const fv_context *ctx);
 /* serve.cert (want_key 0) or serve.key (1) made absolute against the
  * configuration's directory: a copy to fv_free, or NULL when absent. */
 FV_API char *fv_context_serve_tls_file(const fv_context *ctx, int want_key);

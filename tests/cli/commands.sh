@@ -17,13 +17,13 @@ if not eval("(" + sys.argv[1] + ")"):
 run "$FV" plugins
 expect_rc 0 "plugins"
 line=$(grep -E '^pem ' <<<"$OUT") || fail "plugins does not list pem: $OUT"
-grep -qE '^pem +[0-9]+\.[0-9]+\.[0-9]+ +1\.[0-9]+ +generate,info ' <<<"$line" ||
+grep -qE '^pem +[0-9]+\.[0-9]+\.[0-9]+ +1\.[0-9]+ +generate,info(,describe)? ' <<<"$line" ||
 	fail "pem line lacks version / ABI / capabilities: $line"
 expect_out_has "$FV_BUILD_DIR/lib/flowvault/plugins/pem.so"
 run "$FV" --json plugins
 expect_rc 0 "plugins --json"
 json_check 'any(p["name"] == "pem" and p["loaded"] and p["abi_version"].startswith("1.")
-	and p["version"] and p["capabilities"] == ["generate", "info"] and p["refused"] is None
+	and p["version"] and p["capabilities"][:2] == ["generate", "info"] and p["refused"] is None
 	and p["path"].endswith("/lib/flowvault/plugins/pem.so") for p in doc["plugins"])'
 json_check '"lib/flowvault/plugins" in doc["search_path"]'
 pass "plugins: pem with version, ABI, capabilities; --json is one document"

@@ -106,3 +106,50 @@ FLOWVAULT_CONFIG="$T/empty.json" run "$FV" --json keys
 python3 -I -c 'import json,sys; d=json.loads(sys.stdin.read()); assert d["config"]==sys.argv[1], d' \
 	"$T/empty.json" <<<"$OUT" || fail "FLOWVAULT_CONFIG does not win over XDG: $OUT"
 pass "configuration search order: FLOWVAULT_CONFIG, then XDG_CONFIG_HOME"
+
+# help, version, and "did you mean".
+run "$FV" help
+expect_rc 0 "help"
+expect_out_has "Commands:"
+run "$FV" help pubkey
+expect_rc 0 "help pubkey"
+expect_out_has "usage: flowvault [global options] pubkey KEY [--out FILE]"
+run "$FV" help nosuch
+expect_rc 2 "help of an unknown command"
+run "$FV" version
+expect_rc 0 "version"
+expect_out_has "provider ABI 1."
+for lib in libflowvault OpenSSL json-c libcurl libmicrohttpd; do
+	grep -qE "^  $lib +[0-9]" <<<"$OUT" || fail "version does not show $lib: $OUT"
+done
+run "$FV" --json version
+"$PYTHON" -I -c 'import json,sys; d=json.load(sys.stdin); assert d["version"] and d["provider_abi"].startswith("1.") and d["libraries"]["OpenSSL"].startswith("3."), d' <<<"$OUT" ||
+	fail "version --json: $OUT"
+pass "help [COMMAND] and version (with the plugin ABI and the libraries)"
+
+for typo in "kyes:keys" "pubky:pubkey" "docter:doctor" "rotat:rotate"; do
+	run "$FV" "${typo%%:*}"
+	expect_rc 2 "${typo%%:*}"
+	expect_err_has "unknown command '${typo%%:*}'; did you mean '${typo#*:}'?"
+done
+run "$FV" --config "$T/empty.json" flow decrpyt k
+expect_rc 2 "flow decrpyt"
+expect_err_has "did you mean 'decrypt'?"
+run "$FV" --jsn keys
+expect_rc 2 "--jsn"
+expect_err_has "unknown option '--jsn'; did you mean '--json'?"
+! grep -q "unknown command" <<<"$ERR" || fail "an unknown option is reported as a command: $ERR"
+run "$FV" --config "$T/empty.json" pubkey k --jsn
+expect_err_has "unknown option '--jsn'; did you mean '--json'?"
+run "$FV" --config "$T/empty.json" register k --phnoe 1
+expect_err_has "unknown option '--phnoe'; did you mean '--phone'?"
+run "$FV" --config "$T/empty.json" pubkey flows --out
+expect_rc 2 "pubkey --out without FILE"
+expect_err_has "--out needs a FILE"
+! grep -q "unknown option" <<<"$ERR" || fail "--out without FILE called unknown: $ERR"
+run "$FV" --config "$T/empty.json" rotate --finish
+expect_err_has "--finish needs a NAME"
+run "$FV" --config "$T/empty.json" pubkey --xyzzy k
+expect_rc 2 "unknown option without a close one"
+expect_err_has "unknown option '--xyzzy'"
+pass "did you mean: commands, actions and options; an option without its value says what it needs"

@@ -108,9 +108,10 @@ sim_reset
 sim_config '{"faults": [{"phone": "501", "method": "POST", "fault": {"type": "error", "code": 190}}]}'
 run "$FV" register flows --phone 501
 expect_rc 4 "190 in table mode"
-expect_out_has "501: Graph API error 190"
+expect_err_has "Graph API error 190"
+! grep -q "Graph API error 190" <<<"$OUT" || fail "a refused token is reported per number: $OUT"
 expect_err_has "the access token is expired or invalid: create a new system-user token"
-pass "table mode prints each failed number's message"
+pass "table mode: a refused token (190) is said once, on stderr"
 
 # -- Stalls longer than the timeout: retried, then given up. -------------------
 sim_reset

@@ -1,5 +1,6 @@
 /* flowvault: the command-line front end of libflowvault. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,6 +181,9 @@ int main(int argc, char **argv)
 	const char *option_error = NULL;
 	int want_version = 0, want_help = 0, level, rc;
 
+	/* A p11-kit server or an upstream that goes away mid-write must give an
+	 * error message, not a silent death by SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	argc = take_global_options(&cli, argc, argv, &want_version, &want_help, &option_error);
 	if (option_error)
 		return cli_failf(&cli, EXIT_USAGE, "%s", option_error);

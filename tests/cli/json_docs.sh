@@ -46,6 +46,10 @@ documented keys 0 keys
 documented doctor 0 doctor
 documented "flow decrypt" 0 flow decrypt pywa --in "$PYWA/request.json"
 documented "flow encrypt" 0 flow encrypt pywa --request "$PYWA/request.json" --response "$PYWA/response_plaintext.json"
+mkdir "$T/media"
+head -c 1000 /dev/urandom >"$T/media/photo"
+"$PYTHON" "$FV_SOURCE_DIR/tests/media/make_media.py" "$T/media" "$T/media/photo"
+documented "flow media-decrypt" 0 flow media-decrypt --media "$T/media/object.json" --in "$T/media/cdn.bin" --out "$T/media/clear"
 documented serve 0 serve --check
 documented rotate 0 rotate --status
 documented init 0 --config "$T/new.json" init

@@ -121,7 +121,7 @@ static const struct {
 	                      "or still in its grace window" },
 	{ EXIT_USAGE, "usage or configuration error: unknown command or option, a missing "
 	              "or unreadable input file, the configuration or a secret reference "
-	              "(unset, empty or missing), a plugin that does not load" },
+	              "(unset or missing), a plugin that does not load" },
 	{ EXIT_BACKEND, "key backend error: the key is missing, refused by "
 	                "require_non_extractable, or its file, token, TPM, passphrase or "
 	                "PIN fails; a key or secret file others may read is refused here too, "

@@ -178,6 +178,11 @@ struct fv_context {
 };
 
 /* ---- secret.c ---- */
+/* Take every env: secret the configuration names out of this process's
+ * environment now (wiped in place, kept on the secure heap): for a process
+ * that forks the ones resolving them, whose environment would show them
+ * otherwise. Later resolutions, in children too, are served from there. */
+FV_INTERNAL void fv__secret_env_take_all(json_object *root);
 FV_INTERNAL int fv__secret_check_field(const char *value, const char *where);
 
 /* ---- secmem.c ---- */

@@ -127,6 +127,42 @@ static const struct env_secret *env_take(const char *name)
 	return e;
 }
 
+static void take_refs(json_object *v)
+{
+	size_t i, n;
+
+	switch (json_object_get_type(v)) {
+	case json_type_string: {
+		const char *ref = json_object_get_string(v);
+
+		if (strncmp(ref, "env:", 4) == 0 && valid_env_name(ref + 4))
+			env_take(ref + 4);
+		break;
+	}
+	case json_type_array:
+		n = json_object_array_length(v);
+		for (i = 0; i < n; i++)
+			take_refs(json_object_array_get_idx(v, i));
+		break;
+	case json_type_object: {
+		json_object_object_foreach(v, key, member) {
+			(void)key;
+			take_refs(member);
+		}
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+void fv__secret_env_take_all(json_object *root)
+{
+	pthread_mutex_lock(&env_lock);
+	take_refs(root);
+	pthread_mutex_unlock(&env_lock);
+}
+
 static int resolve_env(char **out, size_t *out_len, const char *name,
                        const char *purpose)
 {
@@ -140,11 +176,12 @@ static int resolve_env(char **out, size_t *out_len, const char *name,
 		                         : fv__error_set(FV_ERR_SECRET,
 			"%s: environment variable %s is not set; export it or use another reference ("
 			REFERENCE_FORMS ")", purpose, name);
-	} else if (!e->len) { /* an export gone wrong, not a secret */
-		rc = fv__error_set(FV_ERR_SECRET,
-			"%s: environment variable %s is set but empty; export the secret in it",
-			purpose, name);
 	} else {
+		/* Usually an export gone wrong; but an empty PIN is real (an NSS
+		 * database without a password), so say it and go on. */
+		if (!e->len)
+			fv__log(FV_LOG_WARNING, "%s: environment variable %s is set but empty; "
+			        "using an empty secret", purpose, name);
 		*out_len = e->len;
 		*out = secret_dup(e->value, e->len);
 		rc = *out ? FV_OK : fv__error_nomem();

@@ -184,7 +184,7 @@ FV_INTERNAL void fv__serve_log_role(const char *role);
 
 #define IPC_CIPHERTEXT_MAX 512    /* RSA-4096 */
 /* A worker waits this long for the key process before answering 503. */
-#define IPC_TIMEOUT_MS 5000
+#define IPC_TIMEOUT_MS 9500
 
 enum ipc_op { IPC_DECRYPT = 1, IPC_PROBE = 2 };
 enum ipc_status { IPC_OK = 0, IPC_UNDECRYPTABLE = 1, IPC_BACKEND_FAILURE = 2 };

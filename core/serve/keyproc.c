@@ -33,6 +33,9 @@
 #define PROBE_CACHE_SECONDS 2.0
 #define PLAIN_MAX 512
 
+/* How long the exit waits for decrypts in progress before closing the keys. */
+#define KEYPROC_CLOSE_SECONDS 5
+
 struct keyproc {
 	fv_key **keys;
 	size_t key_count;
@@ -40,6 +43,10 @@ struct keyproc {
 	pthread_mutex_t probe_lock;
 	double probed_at;
 	uint32_t ok_mask;
+	/* Channel threads hold it for reading while they use the keys; the
+	 * exit takes it for writing, so keys are closed only when unused. */
+	pthread_rwlock_t use_lock;
+	int closing;
 };
 
 int fv__key_probe(fv_key *key)
@@ -168,6 +175,11 @@ static void *serve_channel(void *arg)
 			        "process (%zd bytes, op %u); closing its channel", n, req.op);
 			break;
 		}
+		pthread_rwlock_rdlock(&kp->use_lock);
+		if (kp->closing) {
+			pthread_rwlock_unlock(&kp->use_lock);
+			break;
+		}
 		if (req.op == IPC_DECRYPT) {
 			struct ipc_reply rep;
 
@@ -186,12 +198,32 @@ static void *serve_channel(void *arg)
 			probe(kp, &rep);
 			n = send(fd, &rep, sizeof(rep), MSG_NOSIGNAL);
 		}
+		pthread_rwlock_unlock(&kp->use_lock);
 		OPENSSL_cleanse(&req, sizeof(req));
 		if (n < 0)
 			break;
 	}
 	close(fd);
 	return NULL;
+}
+
+/* Close the keys before exiting, so a store without a resource manager (a
+ * TPM reached directly) is left without our objects and sessions; if a
+ * backend call does not end in time, exit anyway. */
+static void close_keys(struct keyproc *kp)
+{
+	struct timespec until;
+	size_t i;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += KEYPROC_CLOSE_SECONDS;
+	if (pthread_rwlock_timedwrlock(&kp->use_lock, &until) != 0)
+		return;
+	kp->closing = 1;
+	for (i = 0; i < kp->key_count; i++)
+		fv_key_free(kp->keys[i]);
+	kp->key_count = 0;
+	pthread_rwlock_unlock(&kp->use_lock);
 }
 
 static void adopt_channels(struct keyproc *kp, const int *fds, size_t count)
@@ -244,6 +276,7 @@ void fv__keyproc_main(struct serve_gen *gen, int ctl, const int *channels, size_
 
 	memset(&kp, 0, sizeof(kp));
 	pthread_mutex_init(&kp.probe_lock, NULL);
+	pthread_rwlock_init(&kp.use_lock, NULL);
 	kp.probed_at = -1e9;
 	memset(&msg, 0, sizeof(msg));
 	if (fv__serve_open_keys(&kp.keys, gen->ctx, &gen->cfg) != FV_OK) {
@@ -271,6 +304,8 @@ void fv__keyproc_main(struct serve_gen *gen, int ctl, const int *channels, size_
 			for (i = 0; i < nfds; i++)
 				close(fds[i]);
 	}
-	/* Workers' threads may be mid-request: exit without unwinding them. */
+	/* Workers' threads may be mid-request: exit without unwinding them,
+	 * once the keys are closed. */
+	close_keys(&kp);
 	_exit(0);
 }

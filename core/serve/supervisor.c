@@ -187,6 +187,10 @@ int fv__gen_new(struct serve_gen **out, fv_context *ctx, int owns_ctx,
 			fv_context_free(ctx);
 		return rc;
 	}
+	/* The key process and workers resolve the secrets; this process must
+	 * not keep them in its environment either. */
+	fv__process_harden();
+	fv__secret_env_take_all(ctx->root);
 	if (!(gen = calloc(1, sizeof(*gen)))) {
 		if (owns_ctx)
 			fv_context_free(ctx);

@@ -67,7 +67,7 @@ expect_rc 4 "doctor with a refused token, numbers only"
 expect_out_has "not checked: the access token was refused"
 pass "doctor: a refused token at a number is one failure too"
 
-# A switched rotation says that a running serve waits for a restart.
+# A switched rotation says that a running serve started before it needs a reload.
 export APP_SECRET=x
 jq '.serve = {"listen": "127.0.0.1:1", "keys": ["flows"], "app_secrets": ["env:APP_SECRET"]}
 	| del(.keys.flows.waba_id)' "$T/config.json" >"$T/c.json" && mv "$T/c.json" "$T/config.json"
@@ -77,7 +77,7 @@ run "$FV" rotate flows --new flows2 --set passphrase=env:NEW_PASS
 expect_rc 0 "rotate flows --new flows2"
 run "$FV" doctor
 expect_out_has "[warn] rotation flows -> flows2 switched at"
-expect_out_has "a flowvault serve started before the switch still lacks flows2 and waits for a restart"
-expect_out_has "fix: restart flowvault serve if it runs since before the switch"
+expect_out_has "a flowvault serve started before the switch and not reloaded since still lacks flows2"
+expect_out_has "fix: reload flowvault serve if it runs since before the switch"
 expect_out_has "flowvault rotate --finish flows2"
 pass "doctor: a rotation waiting for a serve restart says so"

@@ -56,8 +56,8 @@ code 3 "a world-readable passphrase file (a permission error, as for the key fil
 expect_err_has "readable by others"
 code 2 "an unset env: secret" pubkey unset
 expect_err_has "UNSET_SECRET"
-code 2 "an empty env: secret" pubkey wrongpw
-expect_err_has "empty"
+code 3 "an empty env: secret (used, and said to be empty)" pubkey wrongpw
+expect_err_has "set but empty"
 code 3 "a missing key file" pubkey missing
 WHATSAPP_ACCESS_TOKEN=not-the-token code 4 "a Graph API refusal (bad token)" status flows
 code 5 "a number without the key" status flows

@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "table.h"
 #include "cmd_graph.h"
 
 struct id_list {
@@ -145,22 +146,41 @@ static void print_table(const char *name, const char *fp, const fv_graph_result 
 	printf("key %s  fingerprint %s\n%s %zu phone number%s at %s\n\n", name, fp,
 	       mode == FV_GRAPH_REGISTER ? "registered on" : "checked on", count,
 	       count == 1 ? "" : "s", endpoint);
-	printf("%-20s %-10s %-9s %-7s %-5s %s\n", "PHONE NUMBER ID", "REGISTERED", "STATUS",
-	       "MATCHES", "TRIES", "RESULT");
-	for (i = 0; i < count; i++) {
-		const char *status = fv_graph_key_status_name(r[i].key_status);
-		const char *result = r[i].status == FV_OK ? "ok"
-		                   : r[i].status == FV_ERR_MISMATCH ? "mismatch" : "error";
+	{
+		static const char *const header[] = { "PHONE NUMBER ID", "REGISTERED", "STATUS",
+		                                      "MATCHES", "TRIES", "RESULT" };
+		cli_table *t = cli_table_new(6);
 
-		if (r[i].status == FV_OK)
-			ok++;
-		printf("%-20s %-10s %-9s %-7s %-5u %s", r[i].phone_number_id,
-		       r[i].registered ? "yes" : "no", status ? status : "-",
-		       r[i].registered ? (r[i].matches_local ? "yes" : "no") : "-",
-		       r[i].attempts, result);
-		if (r[i].key_status == FV_GRAPH_KEY_UNKNOWN && r[i].status_text)
-			printf(" (status \"%s\")", r[i].status_text);
-		printf("\n");
+		if (t)
+			cli_table_row(t, header);
+		for (i = 0; i < count; i++) {
+			const char *status = fv_graph_key_status_name(r[i].key_status);
+			const char *result = r[i].status == FV_OK ? "ok"
+			                   : r[i].status == FV_ERR_MISMATCH ? "mismatch" : "error";
+			char tries[16], result_cell[160];
+			const char *cells[6];
+
+			if (r[i].status == FV_OK)
+				ok++;
+			snprintf(tries, sizeof(tries), "%u", r[i].attempts);
+			if (r[i].key_status == FV_GRAPH_KEY_UNKNOWN && r[i].status_text)
+				snprintf(result_cell, sizeof(result_cell), "%s (status \"%s\")", result,
+				         r[i].status_text);
+			else
+				snprintf(result_cell, sizeof(result_cell), "%s", result);
+			cells[0] = r[i].phone_number_id;
+			cells[1] = r[i].registered ? "yes" : "no";
+			cells[2] = status ? status : "-";
+			cells[3] = r[i].registered ? (r[i].matches_local ? "yes" : "no") : "-";
+			cells[4] = tries;
+			cells[5] = result_cell;
+			if (t)
+				cli_table_row(t, cells);
+		}
+		if (t) {
+			cli_table_print(t, stdout);
+			cli_table_free(t);
+		}
 	}
 	if (ok < count) {
 		const fv_graph_result *refused = token_refused(r, count);

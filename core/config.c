@@ -275,7 +275,7 @@ static int parse_root(fv_context *ctx)
 
 	if (json_object_get_type(ctx->root) != json_type_object)
 		return fv__error_set(FV_ERR_CONFIG,
-			"the configuration must be a JSON object; see config/flowvault.example.json");
+			"the configuration must be a JSON object; see flowvault.json(5)");
 	join_list(known, sizeof(known), top_level_fields);
 	json_object_object_foreach(ctx->root, name, value) {
 		(void)value;
@@ -723,7 +723,7 @@ int fv_context_open(fv_context **out, const char *config_path, unsigned int flag
 		fv_context_free(ctx);
 		return fv__error_set(FV_ERR_CONFIG,
 			"no configuration found (looked at %s); pass --config FILE or set FLOWVAULT_CONFIG "
-			"(config/flowvault.example.json shows the format)", looked);
+			"(flowvault init writes one; flowvault.json(5) describes the format)", looked);
 	}
 	if (rc == FV_ERR_CONFIG) {
 		fv_context_free(ctx);

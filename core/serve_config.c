@@ -107,8 +107,12 @@ static int parse_listen(char **host, unsigned int *port, const char *s,
 	if (hlen == 0 || !colon[1])
 		goto bad;
 	p = strtol(colon + 1, &end, 10);
-	if (*end || p < 0 || p > 65535 || colon[1] == '-' || colon[1] == '+')
+	if (*end || p < 0 || colon[1] == '-' || colon[1] == '+')
 		goto bad;
+	if (p > 65535)
+		return fv__error_set(FV_ERR_CONFIG,
+			"%s.%s: '%s': port %.*s is out of range (0 to 65535)", where, field, s,
+			(int)strlen(colon + 1), colon + 1);
 	if (host && !(*host = strndup(h, hlen)))
 		return fv__error_nomem();
 	if (port)

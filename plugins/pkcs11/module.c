@@ -171,7 +171,7 @@ static int load_registered(struct p11_module *mod, const char *where)
 	}
 	free(all);
 	if (!mod->fns)
-		return P11_ERROR(FV_ERR_NOT_FOUND,
+		return P11_ERROR(FV_ERR_CONFIG,
 			"%s.module: no module '%s' is registered with p11-kit (see `p11-kit list-modules`)%s; or give the module's absolute path",
 			where, mod->spec, user_config_note());
 	mod->loaded = 1;

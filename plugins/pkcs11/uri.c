@@ -8,10 +8,10 @@
 
 #include "plugin.h"
 
-/* A URI that cannot name a key is reported like an unusable key file path:
- * a key backend error (exit 3 in the CLI). A secret written in the URI is a
- * configuration error (exit 2), like any literal secret. */
-#define URI_ERROR FV_ERR_BACKEND
+/* A URI that cannot name a key (bad syntax, another object type, no label
+ * or id) is a configuration error (exit 2 in the CLI), as is a secret
+ * written in it. */
+#define URI_ERROR FV_ERR_CONFIG
 
 /*
  * pin-source, as p11-kit documents it, names a file holding the PIN: a

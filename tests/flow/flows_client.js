@@ -11,7 +11,7 @@
 //   node flows_client.js encrypt --pub PUB.pem --payload JSON
 //     -> prints the request body only
 //   node flows_client.js load --url URL --pub PUB.pem --clients N --requests M
-//        [--payload JSON] [--expect-key FIELD=VALUE]
+//        [--payload JSON] [--expect-key FIELD=VALUE] [--secret S]
 //     -> N concurrent keep-alive clients, M requests each; prints {"ok", "failed", "errors"}
 'use strict';
 
@@ -121,7 +121,8 @@ async function main() {
       for (let i = 0; i < perClient; i++) {
         const req = encryptRequest(payload, publicPem);
         try {
-          const res = await post(a.url, req.body, {}, agent, ca);
+          const headers = a.secret ? { 'X-Hub-Signature-256': sign(req.body, a.secret) } : {};
+          const res = await post(a.url, req.body, headers, agent, ca);
           if (res.status !== 200) throw new Error('HTTP ' + res.status);
           const answer = decryptResponse(res.body, req.aesKey, req.iv);
           if (field && JSON.stringify(answer.data[field]) !== value) throw new Error('wrong answer');

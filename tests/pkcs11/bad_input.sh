@@ -1,6 +1,6 @@
 # Bad input to the PKCS#11 provider: each case fails with a message that
-# says what to fix, exits 3 (2 for a secret written in the URI), and leaves
-# the token as it was.
+# says what to fix, exits 3 (2 for a URI or module name the configuration
+# gets wrong), and leaves the token as it was.
 . "$FV_SOURCE_DIR/tests/lib.sh"
 . "$FV_SOURCE_DIR/tests/pkcs11/tokens.sh"
 
@@ -41,12 +41,14 @@ attempt 3 "no token matches; tokens present in '$M': '$TOKEN' (serial" \
 	"{\"provider\": \"pkcs11\", \"module\": \"$M\", \"uri\": \"pkcs11:token=nosuch;object=flows-key\", \"pin\": \"file:$T/pin\"}"
 pass "no matching token: lists the tokens present"
 
-attempt 3 "is not a valid PKCS#11 URI" \
+attempt 2 "is not a valid PKCS#11 URI" \
 	"{\"provider\": \"pkcs11\", \"module\": \"$M\", \"uri\": \"pkcs11:token=fl%zows;object=x\", \"pin\": \"file:$T/pin\"}"
-attempt 3 "URI scheme must be 'pkcs11:'" \
+attempt 2 "URI scheme must be 'pkcs11:'" \
 	"{\"provider\": \"pkcs11\", \"module\": \"$M\", \"uri\": \"pkcs:token=flows\", \"pin\": \"file:$T/pin\"}"
-attempt 3 "name the key with object=LABEL" \
+attempt 2 "name the key with object=LABEL" \
 	"{\"provider\": \"pkcs11\", \"module\": \"$M\", \"uri\": \"pkcs11:token=flows\", \"pin\": \"file:$T/pin\"}"
+attempt 2 "type must be 'private'" \
+	"{\"provider\": \"pkcs11\", \"module\": \"$M\", \"uri\": \"$URI;type=cert\", \"pin\": \"file:$T/pin\"}"
 pass "URI syntax errors"
 
 attempt 2 "pin-value is refused" \
@@ -62,7 +64,7 @@ attempt 3 "cannot be loaded as a PKCS#11 module (couldn't load module" \
 libz=$(ls /usr/lib/x86_64-linux-gnu/libz.so.1 /lib/x86_64-linux-gnu/libz.so.1 2>/dev/null | head -1)
 attempt 3 "cannot be loaded as a PKCS#11 module (couldn't find C_GetFunctionList" \
 	"{\"provider\": \"pkcs11\", \"module\": \"$libz\", \"uri\": \"$URI\", \"pin\": \"file:$T/pin\"}"
-attempt 3 "no module 'nosuchmodule' is registered with p11-kit" \
+attempt 2 "no module 'nosuchmodule' is registered with p11-kit" \
 	"{\"provider\": \"pkcs11\", \"module\": \"nosuchmodule\", \"uri\": \"$URI\", \"pin\": \"file:$T/pin\"}"
 pass "missing module, non-library, library that is not a PKCS#11 module, unknown p11-kit name"
 

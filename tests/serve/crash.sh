@@ -39,37 +39,6 @@ expect_out_has 'flowvault_process_restarts_total{process="worker"} 1'
 pass "worker killed by seccomp (execve) and replaced; $ok requests meanwhile all answered 200; restart counted"
 
 # ---- kill -SEGV of the key process under steady load.
-"$PY" "$SERVE_TEST_DIR/load.py" "$URL" "$T/ping.json" "$SIG" 6 "$T/load.txt" &
-load=$!
-sleep 2
-keyproc=$(children fv-keyproc)
-kill_at=$("$PY" -c 'import time; print("%.4f" % time.monotonic())')
-kill -SEGV "$keyproc"
-wait "$load"
-"$PY" - "$T/load.txt" <<'PY' || fail "load during the key process crash: see above"
-import sys
-rows = [l.split() for l in open(sys.argv[1])]
-rows = [(float(t), s, float(d)) for t, s, d in rows]
-slow = [r for r in rows if r[2] > 1.0]
-bad = [r for r in rows if r[1] not in ("200", "503")]
-first503 = next((r for r in rows if r[1] == "503"), None)
-last503 = max((r[0] for r in rows if r[1] == "503"), default=None)
-after = [r for r in rows if last503 is not None and r[0] > last503]
-print("requests %d, 503s %d, slowest %.3f s" % (len(rows), sum(r[1] == "503" for r in rows),
-      max(r[2] for r in rows)))
-if slow or bad:
-    sys.exit("slow (>1 s) or failed requests: %r" % (slow + bad)[:5])
-if first503 is None:
-    sys.exit("no 503 while the key process was down")
-if last503 - first503[0] > 2.0:
-    sys.exit("503s for %.2f s (more than 2 s)" % (last503 - first503[0]))
-if not after or any(r[1] != "200" for r in after):
-    sys.exit("service did not come back")
-print("503s from %.2f s to %.2f s, then 200 (%d requests)" % (first503[0], last503, len(after)))
-PY
-grep -q "the key process ($keyproc) was killed by signal 11" "$T/serve.log" || fail "key process crash not logged"
-grep -q "key process restarted; workers answer again" "$T/serve.log" || fail "key process restart not logged"
-run curl -s "http://127.0.0.1:$ADMIN/metrics"
-expect_out_has 'flowvault_process_restarts_total{process="key"} 1'
+keyproc_crash_check
 pass "key process killed (SIGSEGV) under load: 503 at once, never over 1 s, 200 again within 2 s"
 serve_stop

@@ -502,9 +502,24 @@ static int in_heap(const char *needle)
 	return found;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
 /* Values from the clear request leave no copy behind once it is answered. */
 static void test_clear_text_wiped(void **state)
 {
+#ifdef UNDER_ASAN
+	/* AddressSanitizer reserves terabytes of readable shadow memory, too
+	 * much to scan; its quarantine also keeps freed blocks from reuse. The
+	 * plain build (and valgrind) run this check. */
+	(void)state;
+	skip();
+#endif
 	unsigned char r1[12], r2[4];
 	char marker[32], number[32], clear[256];
 	fv_flow_reply r;

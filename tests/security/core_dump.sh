@@ -83,6 +83,12 @@ status=$(post_flows "$sig")
 	fail "the signed request was answered like an unsigned one (HTTP $status)"
 echo "note: signed request answered HTTP $status, a wrong signature $unsigned"
 
+if [ -n "${FV_SANITIZE_FLAGS:-}" ]; then
+	# AddressSanitizer turns core dumps off itself (and its shadow memory
+	# would make one terabytes large): the content is checked in the plain build.
+	echo "note: sanitizer build: the core's content is checked in the plain build"
+	exit 0
+fi
 segv "$T/work-optout"
 [ -n "$CORE" ] || fail "no core file with FLOWVAULT_ALLOW_CORE_DUMPS=1 (the test cannot check its content)"
 echo "note: core file of $(du -k "$CORE" | cut -f1) KiB"

@@ -1,6 +1,9 @@
 # Helpers for the separated server's tests; source after tests/lib.sh and
 # tests/flow/flow_lib.sh.
 SERVE_TEST_DIR="$FV_SOURCE_DIR/tests/serve"
+# Under AddressSanitizer a SIGSEGV sent from outside must end the process as
+# it does in the plain build, not turn into the sanitizer's report.
+[ -z "${FV_SANITIZE_FLAGS:-}" ] || export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_segv=0"
 export APP_SECRET=serve-test-secret
 
 # sep_setup: keys (flow_setup_keys), free ports, a config in $T/config.json

@@ -170,3 +170,24 @@ expect_rc 3 "generate with the TPM not reachable"
 [ ! -e "$T/fresh.tss2" ] || fail "a failed generate left fresh.tss2 behind"
 expect_err_has "TPM not reachable"
 pass "TPM not reachable: exit 3, the message names the TCTI"
+
+# --- a TCTI named by path is code: checked like every module, loaded from
+# the checked file ---
+swtpm_start "$T/tpm-path"
+lib=$(ls /usr/lib/*/libtss2-tcti-swtpm.so.0 2>/dev/null | head -1)
+[ -n "$lib" ] || fail "libtss2-tcti-swtpm.so.0 not found"
+conf=${FV_TCTI#swtpm:}
+mkdir -p "$T/ww"
+chmod 0777 "$T/ww"
+cp "$lib" "$T/ww/libtss2-tcti-swtpm.so.0"
+write_config "$T/path.json" "
+  \"bypath\": {\"provider\": \"tpm2\", \"tcti\": \"$lib:$conf\", \"key_file\": \"bypath.tss2\"},
+  \"ww\": {\"provider\": \"tpm2\", \"tcti\": \"$T/ww/libtss2-tcti-swtpm.so.0:$conf\", \"key_file\": \"ww.tss2\"}"
+run "$FV" --config "$T/path.json" generate bypath
+expect_rc 0 "generate through a TCTI named by its path in a system directory"
+run "$FV" --config "$T/path.json" generate ww
+[ "$RC" != 0 ] || fail "a TCTI library in a world-writable directory was loaded"
+expect_err_has "TCTI library"
+expect_err_has "is writable by others"
+[ ! -e "$T/ww.tss2" ] || fail "a refused TCTI left a key file"
+pass "a TCTI named by path: loaded from the checked file; refused in a world-writable directory"

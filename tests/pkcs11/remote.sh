@@ -101,7 +101,14 @@ chmod -R go+rX "$T/nobody"
 AS_NOBODY="setpriv --reuid=65534 --regid=65534 --clear-groups"
 NOBODY_ENV="env XDG_CONFIG_HOME=$T/nobody/xdg HOME=$T/nobody"
 export FV_EMPTY_PIN=
-for name in fvremote fvsoftokn; do
+names="fvremote fvsoftokn"
+# A build tree under a directory only root may enter (a clone in a 0700
+# temporary directory) cannot be run as nobody: say so instead of failing.
+if ! $AS_NOBODY test -x "$TOOL"; then
+	echo "note: nobody cannot run $TOOL (a directory above it is closed): registered names not checked as nobody"
+	names=""
+fi
+for name in $names; do
 	printf '{"keys": {"flows": {"provider": "pkcs11", "module": "%s", "uri": "pkcs11:token=NSS%%20Certificate%%20DB;object=flows-key", "pin": "env:FV_EMPTY_PIN"}}}\n' \
 		"$name" >"$T/nobody/$name.json"
 	chmod 644 "$T/nobody/$name.json"

@@ -1132,6 +1132,69 @@ static int serve_sync(struct fv_rotation *r, fv_context *cur, const char *need)
  * --finish) or KEY again (--abort). */
 enum pass_kind { PASS_NEW, PASS_RESTORE };
 
+/*
+ * Every node of serve.nodes must list key `name` with fingerprint `fp` as
+ * ok before a phone number moves to it: WhatsApp's requests for that number
+ * may reach any node, and one without the key answers 421. Nothing is
+ * changed here; what to do is said per kind of run.
+ */
+static int nodes_sync(struct fv_rotation *r, fv_context *cur, int kind, const char *name,
+                      const char *fp)
+{
+	fv_node_status *nodes = NULL;
+	size_t count = 0, i, bad = 0, used = 0;
+	char first[768] = "", others[512] = "", retry[128];
+	int rc;
+
+	if ((rc = fv_nodes_query(&nodes, &count, cur)) != FV_OK)
+		return fv__error_prefix("serve.nodes: cannot ask the nodes; no phone number was moved");
+	for (i = 0; i < count; i++) {
+		const fv_node_status *n = &nodes[i];
+		const fv_node_key *k = fv_node_find_key(n, name);
+		char why[600];
+
+		if (n->error)
+			snprintf(why, sizeof(why), "%s", n->error);
+		else if (!k)
+			snprintf(why, sizeof(why), "does not list key %s (generation %ld, %zu key%s)",
+			         name, n->generation, n->key_count, n->key_count == 1 ? "" : "s");
+		else if (!k->fingerprint[0])
+			snprintf(why, sizeof(why), "lists key %s without its fingerprint", name);
+		else if (strcmp(k->fingerprint, fp) != 0)
+			snprintf(why, sizeof(why), "lists key %s with fingerprint %.16s..., not %.16s...: "
+			         "its configuration names another key %s", name, k->fingerprint, fp, name);
+		else if (!k->ok)
+			snprintf(why, sizeof(why), "lists key %s as unavailable (it cannot decrypt with "
+			         "it: read that node's log)", name);
+		else {
+			fv__log(FV_LOG_INFO, "rotate: node %s holds key %s (generation %ld)", n->url,
+			        name, n->generation);
+			continue;
+		}
+		fv__log(FV_LOG_WARNING, "rotate: node %s: %s", n->url, why);
+		if (!bad++)
+			snprintf(first, sizeof(first), "%s %s", n->url, why);
+		else if (used < sizeof(others))
+			used += (size_t)snprintf(others + used, sizeof(others) - used, "%s%s",
+			                         used ? ", " : "; also ", n->url);
+	}
+	fv_nodes_free(nodes, count);
+	if (!bad)
+		return FV_OK;
+	if (kind == PASS_RESTORE)
+		snprintf(retry, sizeof(retry), "flowvault rotate --abort");
+	else if (r->state == FV_ROTATION_SWITCHED)
+		snprintf(retry, sizeof(retry), "flowvault rotate --finish %s", r->new_name);
+	else
+		snprintf(retry, sizeof(retry), "flowvault rotate --resume");
+	return fv__error_set(FV_ERR_GENERIC,
+		"%zu of %zu serve.nodes do not serve key %s yet: %s%s; distribute the configuration "
+		"(%s) to %s, reload flowvault serve there (systemctl reload, or SIGHUP), then run "
+		"%s; no phone number was moved", bad, count, name, first, others, r->config_path,
+		bad == 1 ? "that node" : "those nodes", retry);
+}
+
+
 static unsigned char *pass_done(struct fv_rotation *r, int kind)
 {
 	return kind == PASS_RESTORE ? r->restored : r->registered;
@@ -1350,7 +1413,9 @@ static int move_numbers(struct fv_rotation *r, fv_context *cur, int kind, const 
 		pending += !done_flags[i] && !(unread && unread[i]);
 	rc = FV_OK;
 	failed = 0;
-	if (pending && (rc = serve_sync(r, cur, name)) != FV_OK)
+	/* This machine's serve first (it may need a reload), then every node. */
+	if (pending && ((rc = serve_sync(r, cur, name)) != FV_OK ||
+	                (rc = nodes_sync(r, cur, kind, name, fp)) != FV_OK))
 		goto out;
 	if (pending) {
 		if ((rc = progress(r, r->target_count - pending, r->target_count,

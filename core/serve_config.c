@@ -258,7 +258,9 @@ int fv__node_url_check(const char *url, const char *where)
 
 	if (!u)
 		return fv__error_nomem();
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	/* libcurl also takes "https:/host" and "HTTPS://": only the plain form. */
+	if ((strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0) ||
+	    curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
 	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 	    (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0) ||
 	    !(host = url_host(u))) {

@@ -6,6 +6,7 @@
  * its bytes show in the answer's timing.
  */
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -53,7 +54,8 @@ int fv__admin_authorized(const unsigned char digest[ADMIN_DIGEST_BYTES], const c
 	size_t len;
 	int ok;
 
-	if (!header || strncmp(header, BEARER, strlen(BEARER)) != 0)
+	/* The scheme's name is case-insensitive (RFC 9110, 11.1). */
+	if (!header || strncasecmp(header, BEARER, strlen(BEARER)) != 0)
 		return 0;
 	header += strlen(BEARER);
 	while (*header == ' ')

@@ -1144,9 +1144,8 @@ static int nodes_sync(struct fv_rotation *r, fv_context *cur, int kind, const ch
 	fv_node_status *nodes = NULL;
 	size_t count = 0, i, bad = 0, used = 0;
 	char first[768] = "", others[512] = "", retry[128];
-	int rc;
 
-	if ((rc = fv_nodes_query(&nodes, &count, cur)) != FV_OK)
+	if (fv_nodes_query(&nodes, &count, cur) != FV_OK)
 		return fv__error_prefix("serve.nodes: cannot ask the nodes; no phone number was moved");
 	for (i = 0; i < count; i++) {
 		const fv_node_status *n = &nodes[i];
@@ -1188,9 +1187,10 @@ static int nodes_sync(struct fv_rotation *r, fv_context *cur, int kind, const ch
 	else
 		snprintf(retry, sizeof(retry), "flowvault rotate --resume");
 	return fv__error_set(FV_ERR_GENERIC,
-		"%zu of %zu serve.nodes do not serve key %s yet: %s%s; distribute the configuration "
-		"(%s) to %s, reload flowvault serve there (systemctl reload, or SIGHUP), then run "
-		"%s; no phone number was moved", bad, count, name, first, others, r->config_path,
+		"%zu of %zu serve.nodes do not serve key %s yet: %s%s; make sure flowvault serve "
+		"runs there and is reachable, distribute the configuration (%s) to %s, reload "
+		"flowvault serve there (systemctl reload, or SIGHUP), then run %s; no phone number "
+		"was moved", bad, count, name, first, others, r->config_path,
 		bad == 1 ? "that node" : "those nodes", retry);
 }
 

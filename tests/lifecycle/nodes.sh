@@ -158,3 +158,25 @@ run "$FV" doctor
 expect_out_has "https://127.0.0.1:$A2"
 expect_out_has "unreachable"
 pass "doctor names the node that is down"
+
+# ---- Abort: numbers go back to the old key only once every node holds it ----
+posts_before=$(sim_ctl GET /_sim/log | jq '[.requests[] | select(.method == "POST")] | length')
+run "$FV" rotate --abort
+[ "$RC" != 0 ] || fail "rotate --abort succeeded with node 2 down: $OUT $ERR"
+expect_err_has "https://127.0.0.1:$A2"
+expect_err_has "flowvault rotate --abort"
+expect_err_has "no phone number was moved"
+posts_after=$(sim_ctl GET /_sim/log | jq '[.requests[] | select(.method == "POST")] | length')
+[ "$posts_after" = "$posts_before" ] || fail "the abort uploaded $((posts_after - posts_before)) keys with node 2 down"
+run "$FV" --json status flows
+jcheck '(.results | length) == 3 and all(.results[]; .matches_local == false)' \
+	"every number still holds flows2 (not flows)"
+node2_config
+FLOWVAULT_CONFIG="$T/node2.json" "$FV" serve >"$T/serve2b.log" 2>&1 &
+S2=$!
+at_exit "kill $S2"
+wait_port "$A2" 30
+run "$FV" rotate --abort
+expect_rc 0 "rotate --abort with both nodes up"
+expect_all_on flows 3
+pass "rotate --abort moves no number back while node 2 is down, and completes once it is up"

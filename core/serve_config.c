@@ -40,10 +40,17 @@ static const char *known_fields(void)
 	return list;
 }
 
-void fv__serve_config_clear(struct serve_config *cfg)
+static void free_list(char **list, size_t count)
 {
 	size_t i;
 
+	for (i = 0; list && i < count; i++)
+		free(list[i]);
+	free(list);
+}
+
+void fv__serve_config_clear(struct serve_config *cfg)
+{
 	if (!cfg)
 		return;
 	free(cfg->listen);
@@ -53,21 +60,15 @@ void fv__serve_config_clear(struct serve_config *cfg)
 	free(cfg->cert_path);
 	free(cfg->key_path);
 	free(cfg->path);
-	for (i = 0; cfg->keys && i < cfg->key_count; i++)
-		free(cfg->keys[i]);
-	free(cfg->keys);
-	for (i = 0; cfg->app_secrets && i < cfg->app_secret_count; i++)
-		free(cfg->app_secrets[i]);
-	free(cfg->app_secrets);
+	free_list(cfg->keys, cfg->key_count);
+	free_list(cfg->app_secrets, cfg->app_secret_count);
 	free(cfg->upstream);
 	free(cfg->user);
 	free(cfg->pid_file);
 	free(cfg->admin_token);
 	free(cfg->admin_cert_path);
 	free(cfg->admin_key_path);
-	for (i = 0; cfg->nodes && i < cfg->node_count; i++)
-		free(cfg->nodes[i]);
-	free(cfg->nodes);
+	free_list(cfg->nodes, cfg->node_count);
 	free(cfg->nodes_ca);
 	memset(cfg, 0, sizeof(*cfg));
 }
@@ -185,9 +186,7 @@ static int string_list(char ***out, size_t *count, json_object *v, const char *w
 			rc = fv__error_nomem();
 	}
 	if (rc != FV_OK) {
-		for (i = 0; list && i < n; i++)
-			free(list[i]);
-		free(list);
+		free_list(list, n);
 		return rc;
 	}
 	if (out) {

@@ -206,6 +206,7 @@ int fv__node_get(struct node_answer *a, const char *url, const char *ca_file,
 	if (ca_file)
 		curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file);
 	if (token) {
+		/* libcurl sends it to this host only, never along a redirect. */
 		curl_easy_setopt(curl, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
 		curl_easy_setopt(curl, CURLOPT_XOAUTH2_BEARER, token);
 	}
@@ -222,8 +223,6 @@ int fv__node_get(struct node_answer *a, const char *url, const char *ca_file,
 		         ? "its answer is larger than 64 KiB"
 		         : errbuf[0] ? errbuf : curl_easy_strerror(cc));
 	}
-	/* The token goes out only to the node it was set for. */
-	curl_easy_setopt(curl, CURLOPT_XOAUTH2_BEARER, NULL);
 	curl_easy_cleanup(curl);
 	free(buf.data);
 	return FV_OK;

@@ -70,6 +70,25 @@ curl -s -o /dev/null "http://127.0.0.1:$A1/healthz" && fail "the admin listener 
 expect_not_has "$TOKEN" "$T/serve1.log" "$T/serve2.log"
 pass "admin listeners speak TLS; /healthz and /metrics answer 401 with WWW-Authenticate: Bearer without the token"
 
+# The same in one process (isolation "none"), where no supervisor forks.
+P3=$(free_port); A3=$(free_port)
+jq --arg l "127.0.0.1:$P3" --arg a "127.0.0.1:$A3" \
+	'.serve.listen = $l | .serve.admin_listen = $a | .serve.isolation = "none" | del(.serve.pid_file)' \
+	"$T/config.json" >"$T/single.json"
+chmod 600 "$T/single.json"
+FLOWVAULT_CONFIG="$T/single.json" "$FV" serve >"$T/serve3.log" 2>&1 &
+S3=$!
+at_exit "kill $S3"
+wait_port "$A3" 30
+code=$(admin_get "$A3")
+[ "$code" = 401 ] || fail "isolation none: /healthz without a token: HTTP $code"
+code=$(admin_get "$A3" -H "Authorization: Bearer $TOKEN")
+[ "$code" = 200 ] || fail "isolation none: /healthz with the token: HTTP $code: $(cat "$T/body")"
+kill "$S3"
+wait "$S3" 2>/dev/null || true
+expect_not_has "$TOKEN" "$T/serve3.log"
+pass "the same with isolation \"none\""
+
 # ---- serve --check: what an admin listener on the network needs ----
 # check_serve JQ_EDIT: serve --check on a copy of node 2's configuration
 # with the serve section edited (on addresses of its own: both nodes run).

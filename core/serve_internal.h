@@ -299,9 +299,8 @@ FV_INTERNAL int fv__link_probe(struct keyproc_link *link, struct ipc_probe_reply
 
 #define ADMIN_DIGEST_BYTES 32     /* SHA-256 */
 
-/* Resolve serve.admin_token into gen's digest (the token itself is wiped);
- * an unchanged reference keeps `previous`'s digest. */
-FV_INTERNAL int fv__admin_token_load(struct serve_gen *gen, const struct serve_gen *previous);
+/* Resolve serve.admin_token into gen's digest (the token itself is wiped). */
+FV_INTERNAL int fv__admin_token_load(struct serve_gen *gen);
 /* 1 when an Authorization header carries the token whose SHA-256 is `digest`. */
 FV_INTERNAL int fv__admin_authorized(const unsigned char digest[ADMIN_DIGEST_BYTES],
                                      const char *header);

@@ -15,7 +15,7 @@
 
 #define BEARER "Bearer "
 
-int fv__admin_token_load(struct serve_gen *gen, const struct serve_gen *previous)
+int fv__admin_token_load(struct serve_gen *gen)
 {
 	char *token = NULL;
 	size_t len = 0;
@@ -24,14 +24,8 @@ int fv__admin_token_load(struct serve_gen *gen, const struct serve_gen *previous
 	gen->admin_token_set = 0;
 	if (!gen->cfg.admin_token)
 		return FV_OK;
-	/* An env: variable is gone from the environment once read. */
-	if (previous && previous->admin_token_set && previous->cfg.admin_token &&
-	    strcmp(previous->cfg.admin_token, gen->cfg.admin_token) == 0) {
-		memcpy(gen->admin_token_digest, previous->admin_token_digest,
-		       sizeof(gen->admin_token_digest));
-		gen->admin_token_set = 1;
-		return FV_OK;
-	}
+	/* Read again at each reload: a token file rewritten in place is a new
+	 * token (env: values stay available once taken). */
 	if ((rc = fv_secret_resolve(&token, &len, gen->cfg.admin_token, "serve.admin_token")) != FV_OK)
 		return rc;
 	if (len < 16) {

@@ -228,7 +228,7 @@ int fv__gen_new(struct serve_gen **out, fv_context *ctx, int owns_ctx,
 	                         gen->cfg.admin_key_path, "serve.admin_key", 1)) != FV_OK))
 		goto fail;
 	if ((rc = resolve_secrets(gen, previous)) != FV_OK ||
-	    (rc = fv__admin_token_load(gen, previous)) != FV_OK || (rc = pin_upstream(gen)) != FV_OK)
+	    (rc = fv__admin_token_load(gen)) != FV_OK || (rc = pin_upstream(gen)) != FV_OK)
 		goto fail;
 	fv__admin_warn(&gen->cfg);
 	if (!(gen->workers = calloc(gen->cfg.workers, sizeof(*gen->workers)))) {

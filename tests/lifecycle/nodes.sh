@@ -199,3 +199,22 @@ run "$FV" rotate --abort
 expect_rc 0 "rotate --abort with both nodes up"
 expect_all_on flows 3
 pass "rotate --abort moves no number back while node 2 is down, and completes once it is up"
+
+# ---- A new token: rewrite the file, reload ----
+OLD_TOKEN=$TOKEN
+TOKEN=$(openssl rand -hex 32)
+printf '%s\n' "$TOKEN" >"$T/admin.token"
+gen_before=$(admin_get "$A1" -H "Authorization: Bearer $OLD_TOKEN" >/dev/null; jq .generation "$T/body")
+kill -HUP "$S1"
+for ((i = 0; i < 150; i++)); do
+	code=$(admin_get "$A1" -H "Authorization: Bearer $TOKEN")
+	[ "$code" = 200 ] && break
+	sleep 0.2
+done
+[ "$code" = 200 ] || fail "node 1 does not take the new token after a reload: HTTP $code"
+[ "$(jq .generation "$T/body")" -gt "$gen_before" ] || fail "node 1 did not reload"
+code=$(admin_get "$A1" -H "Authorization: Bearer $OLD_TOKEN")
+[ "$code" = 401 ] || fail "node 1 still takes the old token after a reload: HTTP $code"
+expect_not_has "$TOKEN" "$T/serve1.log"
+expect_not_has "$OLD_TOKEN" "$T/serve1.log"
+pass "a reload takes the token file's new content, and the old token is refused"

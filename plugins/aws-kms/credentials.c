@@ -9,12 +9,10 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,41 +56,22 @@ static void creds_free(struct aws_creds *c)
 	free(c);
 }
 
-/* Read a whole small file into wiped-on-free memory. */
+/* Read a whole small file into wiped-on-free memory; FV_ERR_NOT_FOUND,
+ * with no message, when there is none: the chain goes on. */
 static int read_small_file(const char *path, const char *what, char **out, size_t *out_len)
 {
-	struct stat st;
-	size_t used = 0;
-	char *buf;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int err = cloud_file_read(path, CREDS_FILE_MAX, out, out_len, NULL);
 
-	if (fd < 0)
-		return errno == ENOENT ? FV_ERR_NOT_FOUND
-		                       : AWS_ERROR(FV_ERR_AUTH, "aws-kms: %s '%s': cannot open: %s",
-		                                   what, path, strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CREDS_FILE_MAX) {
-		close(fd);
+	if (err == ENOENT)
+		return FV_ERR_NOT_FOUND;
+	if (err == ENOMEM)
+		return AWS_ERROR(FV_ERR_NOMEM, "out of memory");
+	if (err == EINVAL || err == EFBIG)
 		return AWS_ERROR(FV_ERR_AUTH, "aws-kms: %s '%s' is not a regular file of at most %d bytes",
 		                 what, path, CREDS_FILE_MAX);
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		close(fd);
-		return AWS_ERROR(FV_ERR_NOMEM, "out of memory");
-	}
-	while (used < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + used, (size_t)st.st_size - used);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		used += (size_t)n;
-	}
-	close(fd);
-	buf[used] = '\0';
-	*out = buf;
-	*out_len = used;
+	if (err)
+		return AWS_ERROR(FV_ERR_AUTH, "aws-kms: %s '%s': cannot open: %s", what, path,
+		                 strerror(err));
 	return FV_OK;
 }
 

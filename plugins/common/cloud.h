@@ -103,6 +103,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <json-c/json.h>
 
@@ -224,6 +225,16 @@ int cloud_secret_resolve(const fv_host *host, const char *reference,
 int cloud_secret_set(const fv_host *host, const char *data, size_t len,
                      struct cloud_secret *out);
 void cloud_secret_clear(const fv_host *host, struct cloud_secret *s);
+
+/* ---- Files ---- */
+
+/* A small credentials file, whole and NUL-terminated, into *out (free it
+ * with cloud_buf_free(*out, *len + 1), which wipes it) and its mode bits
+ * into *mode when mode is not NULL. 0, or an errno value saying why not:
+ * open()'s, EINVAL when `path` is not a regular file, EFBIG when it has
+ * more than `max` bytes, ENOMEM. No message: callers name the file's
+ * purpose and what to do. */
+int cloud_file_read(const char *path, size_t max, char **out, size_t *len, mode_t *mode);
 
 /* ---- Forms ---- */
 

@@ -3,9 +3,13 @@
  * plugins.
  * See cloud.h.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -328,6 +332,46 @@ void cloud_buf_free(void *buf, size_t len)
 {
 	if (buf)
 		OPENSSL_clear_free(buf, len);
+}
+
+/* ---- Files ---- */
+
+int cloud_file_read(const char *path, size_t max, char **out, size_t *len, mode_t *mode)
+{
+	struct stat st;
+	size_t used = 0;
+	char *buf = NULL;
+	int err = 0, fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0)
+		return errno;
+	/* O_NONBLOCK and this check: a FIFO or a device never blocks us. */
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		err = EINVAL;
+	else if ((uint64_t)st.st_size > max)
+		err = EFBIG;
+	else if (!(buf = OPENSSL_malloc((size_t)st.st_size + 1)))
+		err = ENOMEM;
+	if (err) {
+		close(fd);
+		return err;
+	}
+	while (used < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + used, (size_t)st.st_size - used);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+	}
+	close(fd);
+	buf[used] = '\0';
+	if (mode)
+		*mode = st.st_mode;
+	*out = buf;
+	*len = used;
+	return 0;
 }
 
 /* ---- Forms ---- */

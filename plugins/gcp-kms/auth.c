@@ -9,13 +9,11 @@
  * Tokens are cached per instance until shortly before they expire.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
@@ -28,51 +26,27 @@
 #define JWT_LIFETIME_S 3600
 
 /* The whole file, NUL-terminated, wiped and freed by the caller. */
-static int read_small_file(const struct fv_instance *inst, const char *path, char **out,
-                           size_t *out_len)
+static int read_key_file(const struct fv_instance *inst, const char *path, char **out,
+                         size_t *out_len)
 {
-	struct stat st;
-	size_t used = 0;
-	char *buf;
-	int fd;
+	mode_t mode = 0;
+	int err = cloud_file_read(path, SA_FILE_MAX, out, out_len, &mode);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		int err = errno;
-
+	if (err == ENOMEM)
+		return CLOUD_ERROR(gcp_host, FV_ERR_NOMEM, "out of memory");
+	if (err == EINVAL || err == EFBIG)
+		return CLOUD_ERROR(gcp_host, FV_ERR_AUTH,
+			"%s: '%s' is not a service-account key file (not a regular file of at most %d bytes)",
+			inst->location, path, SA_FILE_MAX);
+	if (err)
 		return CLOUD_ERROR(gcp_host, err == ENOENT ? FV_ERR_NOT_FOUND : FV_ERR_AUTH,
 			"%s: cannot open the service-account key file '%s': %s; download a key for the "
 			"service account, or set credentials_file to the right path",
 			inst->location, path, strerror(err));
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > SA_FILE_MAX) {
-		close(fd);
-		return CLOUD_ERROR(gcp_host, FV_ERR_AUTH,
-			"%s: '%s' is not a service-account key file (not a regular file of at most %d bytes)",
-			inst->location, path, SA_FILE_MAX);
-	}
-	if (st.st_mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH))
+	if (mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH))
 		gcp_host->log(FV_LOG_WARNING,
 			"%s: %s: service-account key file '%s' is readable or writable by others (mode %03o); chmod 600 it",
-			GCP_PLUGIN, inst->location, path, (unsigned)(st.st_mode & 0777));
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		close(fd);
-		return CLOUD_ERROR(gcp_host, FV_ERR_NOMEM, "out of memory");
-	}
-	while (used < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + used, (size_t)st.st_size - used);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		used += (size_t)n;
-	}
-	close(fd);
-	buf[used] = '\0';
-	*out = buf;
-	*out_len = used;
+			GCP_PLUGIN, inst->location, path, (unsigned)(mode & 0777));
 	return FV_OK;
 }
 
@@ -86,7 +60,7 @@ static int load_service_account(struct fv_instance *inst, const char *path, cons
 	BIO *bio;
 	int rc;
 
-	rc = read_small_file(inst, path, &text, &text_len);
+	rc = read_key_file(inst, path, &text, &text_len);
 	if (rc != FV_OK)
 		return rc;
 	rc = cloud_json_parse(text, text_len, &doc);

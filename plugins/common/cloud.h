@@ -335,6 +335,10 @@ int cloud_http_config_read(const fv_host *host, const fv_config *cfg,
 int cloud_config_string(const fv_host *host, const fv_config *cfg, const char *name,
                         const char **out);
 
+/* A copy of an optional string for an instance: NULL stays NULL; sets
+ * *failed when out of memory, so that many copies are checked once. */
+char *cloud_strdup(const char *s, int *failed);
+
 /* ---- Provider glue every cloud plugin needs ---- */
 
 /* key_public_der's contract for a DER kept by the plugin: size query,

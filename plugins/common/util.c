@@ -152,6 +152,18 @@ int cloud_config_string(const fv_host *host, const fv_config *cfg, const char *n
 
 /* ---- Provider glue ---- */
 
+char *cloud_strdup(const char *s, int *failed)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = strdup(s);
+	if (!d)
+		*failed = 1;
+	return d;
+}
+
 int cloud_public_der_out(const unsigned char *src, size_t src_len, unsigned char *der,
                          size_t *len)
 {

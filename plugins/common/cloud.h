@@ -69,10 +69,11 @@
  * it after the request), calling `fetch` first when there is none or it is
  * within five minutes (half its lifetime, for short ones) of expiring; one
  * thread fetches while the others wait. `fetch` reports the lifetime in
- * seconds. A token given in the configuration (cloud_token_configure())
- * never expires and is used with fetch NULL. After the service refused a
- * token (401), cloud_token_invalidate() makes the next cloud_token_get()
- * fetch a new one; cloud_bearer_perform() does all of this for one request.
+ * seconds, or 0 for a token that never expires. A token given in the
+ * configuration (cloud_token_configure()) never expires and is used with
+ * fetch NULL. After the service refused a token (401),
+ * cloud_token_invalidate() makes the next cloud_token_get() fetch a new
+ * one; cloud_bearer_perform() does all of this for one request.
  *
  * OAuth 2.0 token services (struct cloud_token_source)
  * ----------------------------------------------------

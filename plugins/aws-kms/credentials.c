@@ -472,7 +472,7 @@ static int from_container(struct fv_instance *inst, int64_t deadline,
 	}
 	if (token_file) {
 		char *text = NULL;
-		size_t len = 0;
+		size_t len = 0, token_len;
 
 		*rc = read_small_file(token_file, "container authorization token file", &text, &len);
 		if (*rc == FV_ERR_NOT_FOUND)
@@ -480,9 +480,11 @@ static int from_container(struct fv_instance *inst, int64_t deadline,
 			                inst->location, source, token_file);
 		if (*rc != FV_OK)
 			return 1;
-		while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-			len--;
-		*rc = cloud_secret_set(aws_host, text, len, &auth);
+		/* The whole buffer is wiped, the line end with it. */
+		token_len = len;
+		while (token_len && (text[token_len - 1] == '\n' || text[token_len - 1] == '\r'))
+			token_len--;
+		*rc = cloud_secret_set(aws_host, text, token_len, &auth);
 		OPENSSL_clear_free(text, len + 1);
 	} else if (token_env) {
 		*rc = cloud_secret_set(aws_host, token_env, strlen(token_env), &auth);

@@ -64,6 +64,22 @@ after1=$(server_stat node1 stot)
 answered=$(admin_get 1 /metrics | awk '$1 == "flowvault_requests_total{status=\"200\"}" { print $2 }')
 [ "${answered:-0}" -gt 0 ] || fail "node1's /metrics counts no answered request: $(admin_get 1 /metrics | head -5)"
 pass "node1 restarted: HAProxy marks it UP and sends it requests again ($up1 -> $after1; it answered $answered)"
+
+# A planned stop, as docs/deploy.md describes it: drain node2 through the
+# stats socket, then SIGTERM (serve finishes what it has started). Not one
+# request may fail.
+mark=$(load_count main)
+haproxy_cmd "set server flowvault_nodes/node2 state drain" >/dev/null
+wait_stat node2 scur 0 10
+kill -TERM "${NODE_PID[2]}"
+rc=0
+wait "${NODE_PID[2]}" || rc=$?
+[ "$rc" = 0 ] || fail "node2 exited $rc after SIGTERM: $(tail -5 "$T/node2/serve.log")"
+wait_status node2 DOWN 4
+wait_load main 50
+planned=$(tail -n +"$((mark + 1))" "$T/main.txt" | grep -cv ' ok$' || true)
+[ "$planned" = 0 ] || fail "requests failed while node2 was drained and stopped: $(tail -n +"$((mark + 1))" "$T/main.txt" | grep -v ' ok$' | head -3)"
+pass "node2 drained and stopped with SIGTERM: no request failed, node1 answers all"
 load_stop main
 
 # Only requests in flight on node 1 when it died may have failed: at most

@@ -19,7 +19,7 @@ export FLOWVAULT_ADMIN_TOKEN
 # admin_cert, admin_key), the nodes' admin endpoints are checked over plain
 # HTTP without a token.
 ADMIN_TLS=0
-grep -q '"admin_token"' "$FV_SOURCE_DIR/config/flowvault.schema.json" && ADMIN_TLS=1
+grep -q '"admin_token"' "$FV_SOURCE_DIR/core/serve_config.c" && ADMIN_TLS=1
 [ "$ADMIN_TLS" = 1 ] ||
 	echo "note: serve has no serve.admin_token yet: health checks over plain HTTP without a token"
 

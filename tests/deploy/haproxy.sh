@@ -16,6 +16,20 @@ node_config 2
 node_start 1
 node_start 2
 HAPROXY_INTER=300ms haproxy_config
+if [ "$ADMIN_TLS" = 1 ]; then
+	# The checks carry the token: with another one, every node answers 401
+	# and none is UP.
+	FLOWVAULT_ADMIN_TOKEN="wrong-$(openssl rand -hex 16)" haproxy_start
+	wait_check node1 L7STS 10
+	wait_check node2 L7STS 10
+	wait_status node1 DOWN 5
+	wait_status node2 DOWN 5
+	grep -q "flowvault_nodes/node1 is DOWN.*code: 401" "$T/haproxy.log" ||
+		fail "no 401 for the wrong token in HAProxy's log: $(tail -3 "$T/haproxy.log")"
+	kill "$HAPROXY_PID"
+	wait "$HAPROXY_PID" || true
+	pass "health checks with a wrong admin token: 401, both nodes DOWN"
+fi
 haproxy_start
 # HAProxy starts with every server UP: wait until a check has passed.
 wait_check node1 L7OK 10

@@ -51,7 +51,7 @@ node_config 2
 node_start 1
 node_start 2
 HAPROXY_INTER=1s haproxy_config
-haproxy_start
+haproxy_start "$T/haproxy.cfg"
 wait_check node1 L7OK 10
 wait_check node2 L7OK 10
 node "$SRC/tests/flow/flows_client.js" encrypt --pub "$FLOWS_PUB" \

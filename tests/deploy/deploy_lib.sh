@@ -173,13 +173,18 @@ open(p, "w").write(s.replace(os.environ["FROM"], os.environ["TO"]))' "$cfg"
 		fail "haproxy refuses the configuration: $(cat "$T/haproxy-check.log")"
 }
 
-# haproxy_start: HAProxy in the foreground (-db) on $T/haproxy.cfg, its log
-# in $T/haproxy.log; waits until it listens.
+# haproxy_start CONFIG: HAProxy in the foreground (-db) on CONFIG (usually
+# $T/haproxy.cfg), its log in $T/haproxy.log; waits until it listens.
+# haproxy_stop: ends it.
 haproxy_start() {
-	haproxy -db -f "$T/haproxy.cfg" >"$T/haproxy.log" 2>&1 &
+	haproxy -db -f "$1" >"$T/haproxy.log" 2>&1 &
 	HAPROXY_PID=$!
 	at_exit "kill $HAPROXY_PID"
 	wait_port "$FRONT_PORT" 10
+}
+haproxy_stop() {
+	kill "$HAPROXY_PID"
+	wait "$HAPROXY_PID" || true
 }
 
 # haproxy_cmd CMD: the answer of HAProxy's stats socket to CMD.

@@ -33,7 +33,7 @@ expect_rc 0 "register flows on its numbers"
 node_start 1
 node_start 2
 haproxy_config
-haproxy_start
+haproxy_start "$T/haproxy.cfg"
 wait_check node1 L7OK 10
 wait_check node2 L7OK 10
 pass "two nodes behind HAProxy, health checks over TLS with the admin token"

@@ -98,4 +98,14 @@ for name in old both; do
 		fail "requests ($name) failed during the rotation: $(grep -v ' ok$' "$T/$name.txt" | head -3)"
 done
 [ "$(awk '$3 == 1' "$T/both.txt" | wc -l)" -gt 0 ] || fail "no request was encrypted to flows2"
+expect_not_has " is DOWN" "$T/haproxy.log"
 pass "both nodes reloaded, rotate --resume moved the 3 numbers; $(load_count old) requests to the old key and $(load_count both) to either key, none failed"
+
+run "$FV" --json doctor
+expect_rc 0 "doctor after the rotation"
+for n in 1 2; do
+	jq -e --arg u "$(admin_url "$n")" '[.checks[] | select(.check == "nodes" and .subject == $u
+		and .status == "ok")] | length == 1' <<<"$OUT" >/dev/null ||
+		fail "doctor does not report node $n as ok: $OUT"
+done
+pass "doctor reports both nodes ok"

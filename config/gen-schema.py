@@ -77,6 +77,16 @@ HOST = {
         "user": {"type": "string", "description": "the user the HTTP workers run as"},
         "pid_file": {"type": "string"},
         "log_format": {"enum": ["text", "json"]},
+        "admin_token": {"type": "string", "pattern": "^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$",
+                        "description": "Bearer token every admin request needs (env: or file:)"},
+        "admin_cert": {"type": "string", "description": "TLS certificate of the admin listener (PEM)"},
+        "admin_key": {"type": "string", "description": "TLS private key of the admin listener (PEM)"},
+        "admin_insecure": {"type": "boolean",
+                           "description": "allow a non-loopback admin_listen without TLS and token (unsafe)"},
+        "nodes": {"type": "array", "maxItems": 64,
+                  "items": {"type": "string", "pattern": "^https?://"},
+                  "description": "admin URLs of every node serving Flows, asked by rotate and doctor"},
+        "nodes_ca": {"type": "string", "description": "CA file verifying the nodes (default: the system's)"},
     },
 }
 

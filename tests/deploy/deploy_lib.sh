@@ -15,13 +15,6 @@ export APP_SECRET
 # HAProxy reads the admin token from its environment (see the template).
 FLOWVAULT_ADMIN_TOKEN="admin-$(openssl rand -hex 24)"
 export FLOWVAULT_ADMIN_TOKEN
-# Until serve has an authenticated TLS admin listener (serve.admin_token,
-# admin_cert, admin_key), the nodes' admin endpoints are checked over plain
-# HTTP without a token.
-ADMIN_TLS=0
-grep -q '"admin_token"' "$FV_SOURCE_DIR/core/serve_config.c" && ADMIN_TLS=1
-[ "$ADMIN_TLS" = 1 ] ||
-	echo "note: serve has no serve.admin_token yet: health checks over plain HTTP without a token"
 
 # node_cert NAME: $T/tls/NAME.pem and NAME.key for the DNS name NAME and
 # 127.0.0.1, signed by the CA of make_tls.
@@ -74,9 +67,7 @@ deploy_setup() {
 }
 
 # admin_url N: node N's admin endpoint, as serve.nodes lists it.
-admin_url() {
-	if [ "$ADMIN_TLS" = 1 ]; then echo "https://127.0.0.1:${ADMIN_PORT[$1]}"; else echo "http://127.0.0.1:${ADMIN_PORT[$1]}"; fi
-}
+admin_url() { echo "https://127.0.0.1:${ADMIN_PORT[$1]}"; }
 
 # node_config N [KEYS_JSON] [SERVE_EXTRA] [TOP_EXTRA]: $T/nodeN/config.json:
 # KEYS_JSON (default: the shared key "flows", with KEY_EXTRA members
@@ -84,10 +75,7 @@ admin_url() {
 # listeners, the admin token, serve.keys ["flows"]. SERVE_EXTRA and
 # TOP_EXTRA are JSON members added to the serve section and the top level.
 node_config() {
-	local n=$1 keys=${2:-} dir="$T/node$1" admin=""
-	[ "$ADMIN_TLS" = 1 ] && admin="
-    \"admin_cert\": \"$T/tls/node$n.flows.internal.pem\", \"admin_key\": \"$T/tls/node$n.flows.internal.key\",
-    \"admin_token\": \"file:$T/admin-token\","
+	local n=$1 keys=${2:-} dir="$T/node$1"
 	[ -n "$keys" ] || keys="{\"flows\": $KEY_JSON${KEY_EXTRA:+, $KEY_EXTRA}}}"
 	mkdir -p "$dir"
 	cat >"$dir/config.json" <<JSON
@@ -96,7 +84,9 @@ node_config() {
   "serve": {
     "listen": "127.0.0.1:${NODE_PORT[$n]}",
     "cert": "$T/tls/node$n.flows.internal.pem", "key": "$T/tls/node$n.flows.internal.key",
-    "admin_listen": "127.0.0.1:${ADMIN_PORT[$n]}",$admin
+    "admin_listen": "127.0.0.1:${ADMIN_PORT[$n]}",
+    "admin_cert": "$T/tls/node$n.flows.internal.pem", "admin_key": "$T/tls/node$n.flows.internal.key",
+    "admin_token": "file:$T/admin-token",
     "keys": ["flows"], "app_secrets": ["env:APP_SECRET"], "threads": 4,
     "pid_file": "$dir/serve.pid"${3:+,
     $3}
@@ -158,9 +148,6 @@ haproxy_config() {
 		"10.0.0.5:8443 port 9464" "127.0.0.1:${NODE_PORT[1]} port ${ADMIN_PORT[1]}" \
 		"10.0.0.6:8443 port 9464" "127.0.0.1:${NODE_PORT[2]} port ${ADMIN_PORT[2]}" \
 		"inter 2s" "inter ${HAPROXY_INTER:-300ms}"
-	# shellcheck disable=SC2016 # HAProxy expands ${FLOWVAULT_ADMIN_TOKEN}
-	[ "$ADMIN_TLS" = 1 ] || set -- "$@" " check-ssl " " " \
-		' hdr Authorization "Bearer ${FLOWVAULT_ADMIN_TOKEN}"' ""
 	while [ $# -gt 0 ]; do
 		from=$1 to=$2
 		shift 2

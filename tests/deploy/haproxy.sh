@@ -2,7 +2,8 @@
 # Two separated `flowvault serve` nodes behind HAProxy (Debian's, on
 # dist/haproxy/flowvault.cfg), both decrypting with one SoftHSM2 key that one
 # `p11-kit server` exports; HAProxy checks each node's /healthz on its admin
-# endpoint. Under a steady load of encrypted, signed Flows requests through
+# endpoint over TLS with the admin token (with a wrong token, or against
+# another CA, no node is UP). Under a steady load of encrypted, signed Flows requests through
 # HAProxy (every reply decrypted and checked), node 1 is killed: only
 # requests in flight on it fail, HAProxy marks it DOWN within its check
 # interval and the other node answers everything; node 1 is started again,
@@ -16,30 +17,28 @@ node_config 2
 node_start 1
 node_start 2
 HAPROXY_INTER=300ms haproxy_config
-if [ "$ADMIN_TLS" = 1 ]; then
-	# The checks carry the token: with another one, every node answers 401
-	# and none is UP.
-	FLOWVAULT_ADMIN_TOKEN="wrong-$(openssl rand -hex 16)" haproxy_start "$T/haproxy.cfg"
-	wait_check node1 L7STS 10
-	wait_check node2 L7STS 10
-	wait_status node1 DOWN 5
-	wait_status node2 DOWN 5
-	grep -q "flowvault_nodes/node1 is DOWN.*code: 401" "$T/haproxy.log" ||
-		fail "no 401 for the wrong token in HAProxy's log: $(tail -3 "$T/haproxy.log")"
-	haproxy_stop
-	pass "health checks with a wrong admin token: 401, both nodes DOWN"
-	# The checks verify the nodes' certificates: against another CA, the
-	# TLS handshake fails and no node is UP.
-	make_tls "$T/other-ca"
-	sed "s#$T/tls/ca.pem#$T/other-ca/ca.pem#" "$T/haproxy.cfg" >"$T/haproxy-other-ca.cfg"
-	haproxy_start "$T/haproxy-other-ca.cfg"
-	wait_status node1 DOWN 10
-	wait_status node2 DOWN 10
-	grep -q "flowvault_nodes/node1 is DOWN, reason: Layer6" "$T/haproxy.log" ||
-		fail "no TLS failure for the wrong CA in HAProxy's log: $(tail -3 "$T/haproxy.log")"
-	haproxy_stop
-	pass "health checks against nodes whose certificates another CA signed: TLS fails, both nodes DOWN"
-fi
+# The checks carry the token: with another one, every node answers 401
+# and none is UP.
+FLOWVAULT_ADMIN_TOKEN="wrong-$(openssl rand -hex 16)" haproxy_start "$T/haproxy.cfg"
+wait_check node1 L7STS 10
+wait_check node2 L7STS 10
+wait_status node1 DOWN 5
+wait_status node2 DOWN 5
+grep -q "flowvault_nodes/node1 is DOWN.*code: 401" "$T/haproxy.log" ||
+	fail "no 401 for the wrong token in HAProxy's log: $(tail -3 "$T/haproxy.log")"
+haproxy_stop
+pass "health checks with a wrong admin token: 401, both nodes DOWN"
+# The checks verify the nodes' certificates: against another CA, the
+# TLS handshake fails and no node is UP.
+make_tls "$T/other-ca"
+sed "s#$T/tls/ca.pem#$T/other-ca/ca.pem#" "$T/haproxy.cfg" >"$T/haproxy-other-ca.cfg"
+haproxy_start "$T/haproxy-other-ca.cfg"
+wait_status node1 DOWN 10
+wait_status node2 DOWN 10
+grep -q "flowvault_nodes/node1 is DOWN, reason: Layer6" "$T/haproxy.log" ||
+	fail "no TLS failure for the wrong CA in HAProxy's log: $(tail -3 "$T/haproxy.log")"
+haproxy_stop
+pass "health checks against nodes whose certificates another CA signed: TLS fails, both nodes DOWN"
 haproxy_start "$T/haproxy.cfg"
 # HAProxy starts with every server UP: wait until a check has passed.
 wait_check node1 L7OK 10

@@ -10,13 +10,15 @@
 #                               against the same token loaded directly
 # bench/pkcs11/run.sh measures the key path alone (decrypts/s, remote/direct).
 #   bench/deploy/run.sh [BUILD_DIR] [SECONDS]     (default: build, 5 s each)
-# Environment: WRK_CONNECTIONS (default 16).
+# Environment: WRK_CONNECTIONS (default 16), ROUNDS (one node against two
+# nodes, taking turns; default 3, the median ratio is printed).
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 export FV_SOURCE_DIR="$SRC"
 FV_BUILD_DIR=$(cd "${1:-$SRC/build}" && pwd)
 export FV_BUILD_DIR
 SECONDS_EACH=${2:-5}
+ROUNDS=${ROUNDS:-3}
 CONNS=${WRK_CONNECTIONS:-16}
 [ -x "$FV_BUILD_DIR/bin/flowvault" ] || { echo "build first: cmake --build $FV_BUILD_DIR" >&2; exit 2; }
 for cmd in haproxy wrk node openssl; do
@@ -62,14 +64,21 @@ FRONT="https://127.0.0.1:$FRONT_PORT/flows"
 echo "== wrk -c$CONNS, ${SECONDS_EACH}s each"
 wrk_rps "node1 directly (remote key)" "https://127.0.0.1:${NODE_PORT[1]}/flows"
 DIRECT=$RPS
-haproxy_cmd "set server flowvault_nodes/node2 state maint" >/dev/null
-wrk_rps "HAProxy, one node" "$FRONT"
-ONE=$RPS
-[ "$(server_stat node2 stot)" = 0 ] || { echo "node2 took requests while in maintenance" >&2; exit 1; }
-haproxy_cmd "set server flowvault_nodes/node2 state ready" >/dev/null
-wait_status node2 UP 10
-wrk_rps "HAProxy, two nodes" "$FRONT"
-TWO=$RPS
+# One node and two nodes take turns, ROUNDS times: the ratio of each round
+# is measured under the same background load; the median is reported.
+SCALING=()
+for ((round = 1; round <= ROUNDS; round++)); do
+	haproxy_cmd "set server flowvault_nodes/node2 state maint" >/dev/null
+	before=$(server_stat node2 stot)
+	wrk_rps "HAProxy, one node (round $round)" "$FRONT"
+	ONE=$RPS
+	[ "$round" != 1 ] || ONE_FIRST=$RPS
+	[ "$(server_stat node2 stot)" = "$before" ] || { echo "node2 took requests in maintenance" >&2; exit 1; }
+	haproxy_cmd "set server flowvault_nodes/node2 state ready" >/dev/null
+	wait_status node2 UP 10
+	wrk_rps "HAProxy, two nodes (round $round)" "$FRONT"
+	SCALING+=("$(ratio "$RPS" "$ONE")")
+done
 echo "  requests per node (HAProxy's stot): node1 $(server_stat node1 stot), node2 $(server_stat node2 stot)"
 
 # The same token loaded directly by node1: its own SoftHSM2 module.
@@ -79,8 +88,10 @@ node_start 1
 wrk_rps "node1 directly (local key)" "https://127.0.0.1:${NODE_PORT[1]}/flows"
 LOCAL=$RPS
 
-printf '  RATIO two nodes / one node through HAProxy : %s\n' "$(ratio "$TWO" "$ONE")"
-printf '  RATIO HAProxy / node directly, one node    : %s\n' "$(ratio "$ONE" "$DIRECT")"
+printf '  RATIO two nodes / one node through HAProxy : %s (median; rounds: %s)\n' \
+	"$(printf '%s\n' "${SCALING[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')" \
+	"${SCALING[*]}"
+printf '  RATIO HAProxy / node directly, one node    : %s\n' "$(ratio "$ONE_FIRST" "$DIRECT")"
 printf '  RATIO remote key / local key, one node     : %s\n' "$(ratio "$DIRECT" "$LOCAL")"
 if [ "$(nproc)" -le 2 ]; then
 	echo "  note: $(nproc) cores run wrk, HAProxy, the p11-kit server and every node: a second node"

@@ -3,11 +3,14 @@
 # dist/haproxy/flowvault.cfg), both decrypting with one SoftHSM2 key that one
 # `p11-kit server` exports; HAProxy checks each node's /healthz on its admin
 # endpoint over TLS with the admin token (with a wrong token, or against
-# another CA, no node is UP). Under a steady load of encrypted, signed Flows requests through
-# HAProxy (every reply decrypted and checked), node 1 is killed: only
+# another CA, no node is UP). Under a steady load of encrypted, signed Flows
+# requests through HAProxy (every reply decrypted and checked), node 1 is
+# killed: only
 # requests in flight on it fail, HAProxy marks it DOWN within its check
 # interval and the other node answers everything; node 1 is started again,
-# HAProxy marks it UP and it answers requests again.
+# HAProxy marks it UP and it answers requests again. A planned stop (drain,
+# SIGTERM) loses nothing. With the p11-kit server gone, every node leaves
+# the pool (503 on /healthz) and comes back with it.
 . "$FV_SOURCE_DIR/tests/lib.sh"
 . "$FV_SOURCE_DIR/tests/deploy/deploy_lib.sh"
 
@@ -138,3 +141,27 @@ if late:
 PY
 pass "node failure under load: $failed of $total requests failed (all on node1, at most one per client); the rest answered and checked"
 grep -q "flowvault_nodes/node1 is UP" "$T/haproxy.log" || fail "HAProxy logged no UP for node1"
+
+# The shared key store goes away: every node's /healthz answers 503 and
+# HAProxy takes them all out; when it is back, the key processes reconnect
+# by themselves and the nodes are UP again.
+node_start 2
+haproxy_cmd "set server flowvault_nodes/node2 state ready" >/dev/null
+wait_status node2 UP 10
+p11kit_server_stop
+# /healthz caches its key probes for up to 3 s (worker, then key process).
+wait_check node1 L7STS 10
+wait_check node2 L7STS 10
+wait_status node1 DOWN 10
+wait_status node2 DOWN 10
+grep -q "flowvault_nodes/node1 is DOWN.*code: 503" "$T/haproxy.log" ||
+	fail "node1 left the pool without a 503: $(grep node1 "$T/haproxy.log" | tail -2)"
+p11kit_server_start hsm "pkcs11:token=$TOKEN_LABEL" --provider "$SOFTHSM_MODULE"
+wait_status node1 UP 20
+wait_status node2 UP 20
+load_start after "$FLOWS_PUB"
+wait_load after 40
+load_stop after
+! grep -qv ' ok$' "$T/after.txt" || fail "requests failed after the key store came back: $(grep -v ' ok$' "$T/after.txt" | head -3)"
+pass "p11-kit server stopped: both nodes answer 503 on /healthz and leave the pool; started again: both UP, requests answered"
+

@@ -5,9 +5,8 @@
 # endpoint over TLS with the admin token (with a wrong token, or against
 # another CA, no node is UP). Under a steady load of encrypted, signed Flows
 # requests through HAProxy (every reply decrypted and checked), node 1 is
-# killed: only
-# requests in flight on it fail, HAProxy marks it DOWN within its check
-# interval and the other node answers everything; node 1 is started again,
+# killed: only requests bound to it fail, HAProxy marks it DOWN within its
+# check interval and the other node answers everything; node 1 is started again,
 # HAProxy marks it UP and it answers requests again. A planned stop (drain,
 # SIGTERM) loses nothing. With the p11-kit server gone, every node leaves
 # the pool (503 on /healthz) and comes back with it.

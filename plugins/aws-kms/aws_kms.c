@@ -77,18 +77,6 @@ static int region_valid(const char *r)
 	return i > 0 && i < 64;
 }
 
-static char *dup_opt(const char *s, int *failed)
-{
-	char *d;
-
-	if (!s)
-		return NULL;
-	d = strdup(s);
-	if (!d)
-		*failed = 1;
-	return d;
-}
-
 static int aws_instance_open(const fv_config *cfg, fv_instance **out)
 {
 	const char *location = aws_host->config_location(cfg);
@@ -131,12 +119,12 @@ static int aws_instance_open(const fv_config *cfg, fv_instance **out)
 		return AWS_ERROR(FV_ERR_NOMEM, "out of memory");
 	pthread_mutex_init(&inst->creds_lock, NULL);
 	pthread_mutex_init(&inst->refresh_lock, NULL);
-	inst->location = dup_opt(location, &failed);
-	inst->region = dup_opt(region, &failed);
-	inst->key_id = dup_opt(key_id, &failed);
-	inst->cfg_access_key_ref = dup_opt(akid, &failed);
-	inst->cfg_secret_key_ref = dup_opt(secret, &failed);
-	inst->cfg_session_token_ref = dup_opt(token, &failed);
+	inst->location = cloud_strdup(location, &failed);
+	inst->region = cloud_strdup(region, &failed);
+	inst->key_id = cloud_strdup(key_id, &failed);
+	inst->cfg_access_key_ref = cloud_strdup(akid, &failed);
+	inst->cfg_secret_key_ref = cloud_strdup(secret, &failed);
+	inst->cfg_session_token_ref = cloud_strdup(token, &failed);
 	if (endpoint) {
 		n = strlen(endpoint);
 		while (n > 8 && endpoint[n - 1] == '/')
@@ -145,9 +133,9 @@ static int aws_instance_open(const fv_config *cfg, fv_instance **out)
 	} else {
 		snprintf(buf, sizeof(buf), "https://kms.%s.amazonaws.com/", region);
 	}
-	inst->url = dup_opt(buf, &failed);
+	inst->url = cloud_strdup(buf, &failed);
 	snprintf(buf, sizeof(buf), "aws:amz:%s:kms", region);
-	inst->sigv4 = dup_opt(buf, &failed);
+	inst->sigv4 = cloud_strdup(buf, &failed);
 	if (failed) {
 		aws_instance_close(inst);
 		return AWS_ERROR(FV_ERR_NOMEM, "out of memory");

@@ -9,16 +9,13 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <openssl/crypto.h>
@@ -59,41 +56,22 @@ static void creds_free(struct aws_creds *c)
 	free(c);
 }
 
-/* Read a whole small file into wiped-on-free memory. */
+/* Read a whole small file into wiped-on-free memory; FV_ERR_NOT_FOUND,
+ * with no message, when there is none: the chain goes on. */
 static int read_small_file(const char *path, const char *what, char **out, size_t *out_len)
 {
-	struct stat st;
-	size_t used = 0;
-	char *buf;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	int err = cloud_file_read(path, CREDS_FILE_MAX, out, out_len, NULL);
 
-	if (fd < 0)
-		return errno == ENOENT ? FV_ERR_NOT_FOUND
-		                       : AWS_ERROR(FV_ERR_AUTH, "aws-kms: %s '%s': cannot open: %s",
-		                                   what, path, strerror(errno));
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CREDS_FILE_MAX) {
-		close(fd);
+	if (err == ENOENT)
+		return FV_ERR_NOT_FOUND;
+	if (err == ENOMEM)
+		return AWS_ERROR(FV_ERR_NOMEM, "out of memory");
+	if (err == EINVAL || err == EFBIG)
 		return AWS_ERROR(FV_ERR_AUTH, "aws-kms: %s '%s' is not a regular file of at most %d bytes",
 		                 what, path, CREDS_FILE_MAX);
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		close(fd);
-		return AWS_ERROR(FV_ERR_NOMEM, "out of memory");
-	}
-	while (used < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + used, (size_t)st.st_size - used);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		used += (size_t)n;
-	}
-	close(fd);
-	buf[used] = '\0';
-	*out = buf;
-	*out_len = used;
+	if (err)
+		return AWS_ERROR(FV_ERR_AUTH, "aws-kms: %s '%s': cannot open: %s", what, path,
+		                 strerror(err));
 	return FV_OK;
 }
 
@@ -341,36 +319,6 @@ static void xml_wipe(xmlNode *node)
 	}
 }
 
-static int append_param(char **body, size_t *len, size_t *cap, const char *name,
-                        const char *value, size_t value_len)
-{
-	char *escaped = curl_easy_escape(NULL, value, (int)value_len);
-	size_t need;
-	int rc = FV_OK;
-
-	if (!escaped)
-		return FV_ERR_NOMEM;
-	need = *len + strlen(name) + strlen(escaped) + 3;
-	if (need > *cap) {
-		size_t ncap = need * 2;
-		char *grown = malloc(ncap);
-
-		if (!grown) {
-			rc = FV_ERR_NOMEM;
-			goto out;
-		}
-		memcpy(grown, *body, *len + 1);
-		OPENSSL_clear_free(*body, *cap);
-		*body = grown;
-		*cap = ncap;
-	}
-	*len += (size_t)snprintf(*body + *len, *cap - *len, "%s%s=%s", *len ? "&" : "", name, escaped);
-out:
-	OPENSSL_cleanse(escaped, strlen(escaped));
-	curl_free(escaped);
-	return rc;
-}
-
 static int from_web_identity(struct fv_instance *inst, int64_t deadline,
                              struct aws_creds **out, int *rc)
 {
@@ -380,9 +328,8 @@ static int from_web_identity(struct fv_instance *inst, int64_t deadline,
 		"Content-Type: application/x-www-form-urlencoded; charset=utf-8", NULL
 	};
 	char source[768], url[512], session_buf[64];
-	char *jwt = NULL, *body = NULL;
-	size_t jwt_len = 0, body_len = 0, body_cap = 256;
-	struct cloud_request req;
+	char *jwt = NULL;
+	size_t jwt_len = 0;
 	struct cloud_response resp;
 	xmlDoc *doc = NULL;
 	xmlNode *root;
@@ -409,25 +356,18 @@ static int from_web_identity(struct fv_instance *inst, int64_t deadline,
 	                   jwt[jwt_len - 1] == ' '))
 		jwt[--jwt_len] = '\0';
 
-	body = calloc(1, body_cap);
-	if (!body ||
-	    append_param(&body, &body_len, &body_cap, "Action", "AssumeRoleWithWebIdentity", 25) ||
-	    append_param(&body, &body_len, &body_cap, "Version", "2011-06-15", 10) ||
-	    append_param(&body, &body_len, &body_cap, "RoleArn", role, strlen(role)) ||
-	    append_param(&body, &body_len, &body_cap, "RoleSessionName", session, strlen(session)) ||
-	    append_param(&body, &body_len, &body_cap, "WebIdentityToken", jwt, jwt_len)) {
-		*rc = AWS_ERROR(FV_ERR_NOMEM, "out of memory");
-		goto out;
+	{
+		const struct cloud_form_field form[] = {
+			{ "Action", "AssumeRoleWithWebIdentity", 0 },
+			{ "Version", "2011-06-15", 0 },
+			{ "RoleArn", role, 0 },
+			{ "RoleSessionName", session, 0 },
+			{ "WebIdentityToken", jwt, jwt_len },
+		};
+
+		*rc = cloud_form_post(inst->http, url, headers, form, sizeof(form) / sizeof(form[0]),
+		                      "STS AssumeRoleWithWebIdentity", deadline, &resp);
 	}
-	memset(&req, 0, sizeof(req));
-	req.method = "POST";
-	req.url = url;
-	req.headers = headers;
-	req.body = body;
-	req.body_len = body_len;
-	req.idempotent = 1;
-	req.what = "STS AssumeRoleWithWebIdentity";
-	*rc = cloud_http_perform(inst->http, &req, deadline, &resp);
 	if (*rc != FV_OK)
 		goto out;
 	if (resp.len > 0 && resp.len < (size_t)CLOUD_RESPONSE_MAX)
@@ -478,7 +418,6 @@ static int from_web_identity(struct fv_instance *inst, int64_t deadline,
 	}
 	cloud_response_free(&resp);
 out:
-	cloud_buf_free(body, body_cap);
 	cloud_buf_free(jwt, jwt_len + 1);
 	return 1;
 }

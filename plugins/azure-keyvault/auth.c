@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <openssl/crypto.h>
 
 #include "azure.h"
@@ -31,12 +30,15 @@ int az_auth_open(struct fv_instance *inst, const fv_config *cfg)
 {
 	struct az_auth *a = &inst->auth;
 	const char *token_ref, *secret_ref, *tenant, *client, *authority, *imds;
-	int rc, managed = 0;
+	int managed = 0;
 	size_t n;
 
 	if (pthread_mutex_init(&a->lock, NULL) != 0 || cloud_token_init(&a->token) != FV_OK)
 		return CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
 	a->lock_ready = 1;
+	a->token_source = (struct cloud_token_source){
+		.http = inst->http, .location = inst->location, .source = a->source,
+		.token_name = "token for Key Vault" };
 	optional_string(cfg, "tenant_id", &tenant);
 	optional_string(cfg, "client_id", &client);
 	if (az_host->config_bool(cfg, "managed_identity", &managed) != FV_OK)
@@ -47,23 +49,10 @@ int az_auth_open(struct fv_instance *inst, const fv_config *cfg)
 		return CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
 
 	if (optional_string(cfg, "access_token", &token_ref)) {
-		struct cloud_secret raw = { NULL, 0 };
-
 		a->kind = AZ_AUTH_TOKEN;
 		snprintf(a->source, sizeof(a->source), "access_token '%s'", token_ref);
-		rc = cloud_secret_resolve(az_host, token_ref, "Key Vault access token", &raw);
-		if (rc != FV_OK)
-			return rc;
-		if (raw.len == 0 || strpbrk(raw.data, "\r\n")) {
-			cloud_secret_clear(az_host, &raw);
-			return CLOUD_ERROR(az_host, FV_ERR_AUTH,
-				"%s.access_token: the token from '%s' is empty or has a line break",
-				inst->location, token_ref);
-		}
-		rc = cloud_bearer_set(az_host, raw.data, raw.len, &a->token.value);
-		cloud_secret_clear(az_host, &raw);
-		a->token.refresh_at_ms = INT64_MAX;
-		return rc;
+		return cloud_token_configure(az_host, &a->token, inst->location, "access_token",
+		                             token_ref, "Key Vault access token");
 	}
 	if (optional_string(cfg, "client_secret", &secret_ref)) {
 		a->kind = AZ_AUTH_CLIENT_SECRET;
@@ -84,6 +73,7 @@ int az_auth_open(struct fv_instance *inst, const fv_config *cfg)
 		snprintf(a->source, sizeof(a->source),
 		         "client credentials (tenant %s, client_id %s, client_secret '%s', authority %s)",
 		         tenant, client, secret_ref, a->authority);
+		a->token_source.fix = "check tenant_id, client_id and the secret client_secret refers to";
 		return cloud_secret_resolve(az_host, secret_ref, "Azure client secret", &a->client_secret);
 	}
 	a->kind = AZ_AUTH_MANAGED_IDENTITY;
@@ -100,6 +90,7 @@ int az_auth_open(struct fv_instance *inst, const fv_config *cfg)
 	snprintf(a->source, sizeof(a->source), "managed identity (%s%s%s, IMDS %s)",
 	         client ? "client_id " : "system-assigned", client ? client : "",
 	         managed ? "" : "; no other credentials configured", imds);
+	a->token_source.fix = "check that the machine has a managed identity with access to the vault";
 	return FV_OK;
 }
 
@@ -235,104 +226,27 @@ static int challenge(struct fv_instance *inst, const struct cloud_request *req,
 
 /* ---- Token services ---- */
 
-static int token_from_response(struct fv_instance *inst, const struct cloud_response *resp,
-                               struct cloud_secret *out, int64_t *lifetime_s)
-{
-	int rc = cloud_oauth_token(az_host, resp, out, lifetime_s);
-
-	if (rc == FV_ERR_BACKEND)
-		return CLOUD_ERROR(az_host, FV_ERR_BACKEND,
-			"%s: the token service of the %s answered without a usable access_token/expires_in",
-			inst->location, inst->auth.source);
-	return rc;
-}
-
-static int token_refused(struct fv_instance *inst, const struct cloud_response *resp)
-{
-	char error[64], description[400];
-
-	cloud_oauth_error(resp, error, sizeof(error), description, sizeof(description));
-	return CLOUD_ERROR(az_host, resp->status >= 500 ? FV_ERR_BACKEND : FV_ERR_AUTH,
-		"%s: no token for Key Vault from the %s: HTTP %ld %s%s%s; %s",
-		inst->location, inst->auth.source, resp->status, error, description[0] ? ": " : "",
-		description,
-		inst->auth.kind == AZ_AUTH_CLIENT_SECRET
-			? "check tenant_id, client_id and the secret client_secret refers to"
-			: "check that the machine has a managed identity with access to the vault");
-}
-
-static char *form_escape(const char *s)
-{
-	char *e = curl_easy_escape(NULL, s, 0), *copy;
-
-	if (!e)
-		return NULL;
-	copy = strdup(e);
-	curl_free(e);
-	return copy;
-}
-
 static int fetch_client_secret(void *arg, int64_t deadline_ms, struct cloud_secret *out,
                                int64_t *lifetime_s)
 {
-	static const char *const headers[] = {
-		"Content-Type: application/x-www-form-urlencoded", "Accept: application/json", NULL
-	};
 	struct fv_instance *inst = arg;
 	struct az_auth *a = &inst->auth;
-	struct cloud_request req = { 0 };
-	struct cloud_response resp;
-	char *url = NULL, *body = NULL, *client = form_escape(a->client_id),
-	     *scope = form_escape(a->scope), *secret = NULL;
-	size_t url_len, body_len = 0;
-	int rc = FV_ERR_NOMEM;
+	const struct cloud_form_field form[] = {
+		{ "grant_type", "client_credentials", 0 },
+		{ "client_id", a->client_id, 0 },
+		{ "client_secret", a->client_secret.data, a->client_secret.len },
+		{ "scope", a->scope, 0 },
+	};
+	size_t url_len = strlen(a->authority) + strlen(a->tenant_id) + 32;
+	char *url = malloc(url_len);
+	int rc;
 
-	/* The escaped secret lives only in wiped memory. */
-	{
-		char *e = curl_easy_escape(NULL, a->client_secret.data, (int)a->client_secret.len);
-
-		if (e) {
-			size_t n = strlen(e);
-
-			secret = OPENSSL_malloc(n + 1);
-			if (secret)
-				memcpy(secret, e, n + 1);
-			OPENSSL_cleanse(e, n);
-			curl_free(e);
-		}
-	}
-	url_len = strlen(a->authority) + strlen(a->tenant_id) + 32;
-	url = malloc(url_len);
-	if (client && scope && secret && url) {
-		snprintf(url, url_len, "%s/%s/oauth2/v2.0/token", a->authority, a->tenant_id);
-		body_len = strlen(client) + strlen(scope) + strlen(secret) + 80;
-		body = OPENSSL_malloc(body_len);
-	}
-	if (body) {
-		body_len = (size_t)snprintf(body, body_len,
-			"grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s",
-			client, secret, scope);
-		req.method = "POST";
-		req.url = url;
-		req.headers = headers;
-		req.body = body;
-		req.body_len = body_len;
-		req.idempotent = 1;
-		req.what = "token request (client credentials)";
-		rc = cloud_http_perform(inst->http, &req, deadline_ms, &resp);
-		if (rc == FV_OK) {
-			rc = resp.status == 200 ? token_from_response(inst, &resp, out, lifetime_s)
-			                        : token_refused(inst, &resp);
-			cloud_response_free(&resp);
-		}
-		OPENSSL_clear_free(body, body_len + 1);
-	} else {
-		CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
-	}
-	if (secret)
-		OPENSSL_clear_free(secret, strlen(secret) + 1);
-	free(client);
-	free(scope);
+	if (!url)
+		return CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
+	snprintf(url, url_len, "%s/%s/oauth2/v2.0/token", a->authority, a->tenant_id);
+	rc = cloud_oauth_form_post(az_host, &a->token_source, url,
+	                           "token request (client credentials)", form,
+	                           sizeof(form) / sizeof(form[0]), deadline_ms, out, lifetime_s);
 	free(url);
 	return rc;
 }
@@ -343,37 +257,33 @@ static int fetch_managed_identity(void *arg, int64_t deadline_ms, struct cloud_s
 	static const char *const headers[] = { "Metadata: true", NULL };
 	struct fv_instance *inst = arg;
 	struct az_auth *a = &inst->auth;
+	const struct cloud_form_field query[] = {
+		{ "api-version", "2018-02-01", 0 },
+		{ "resource", a->resource, 0 },
+		{ "client_id", a->client_id, 0 }, /* a user-assigned identity */
+	};
 	struct cloud_request req = { 0 };
-	struct cloud_response resp;
-	char *resource = form_escape(a->resource), *client = a->client_id ? form_escape(a->client_id) : NULL;
-	char *url = NULL;
-	size_t n;
-	int rc = FV_ERR_NOMEM;
+	size_t query_len = 0, n;
+	char *q = cloud_form_body(query, a->client_id ? 3 : 2, &query_len), *url = NULL;
+	int rc;
 
-	n = strlen(a->imds_url) + (resource ? strlen(resource) : 0) + (client ? strlen(client) : 0) + 64;
-	if (resource && (client || !a->client_id))
+	n = strlen(a->imds_url) + 1 + query_len + 1;
+	if (q)
 		url = malloc(n);
-	if (url) {
-		snprintf(url, n, "%s?api-version=2018-02-01&resource=%s%s%s", a->imds_url, resource,
-		         client ? "&client_id=" : "", client ? client : "");
-		req.method = "GET";
-		req.url = url;
-		req.headers = headers;
-		req.idempotent = 1;
-		/* IMDS is link-local and speaks plain HTTP only. */
-		req.allow_http = 1;
-		req.what = "token from IMDS (managed identity)";
-		rc = cloud_http_perform(inst->http, &req, deadline_ms, &resp);
-		if (rc == FV_OK) {
-			rc = resp.status == 200 ? token_from_response(inst, &resp, out, lifetime_s)
-			                        : token_refused(inst, &resp);
-			cloud_response_free(&resp);
-		}
-	} else {
-		CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
+	if (!url) {
+		cloud_buf_free(q, query_len + 1);
+		return CLOUD_ERROR(az_host, FV_ERR_NOMEM, "out of memory");
 	}
-	free(resource);
-	free(client);
+	snprintf(url, n, "%s?%s", a->imds_url, q);
+	cloud_buf_free(q, query_len + 1);
+	req.method = "GET";
+	req.url = url;
+	req.headers = headers;
+	req.idempotent = 1;
+	/* IMDS is link-local and speaks plain HTTP only. */
+	req.allow_http = 1;
+	req.what = "token from IMDS (managed identity)";
+	rc = cloud_oauth_request(az_host, &a->token_source, &req, deadline_ms, out, lifetime_s);
 	free(url);
 	return rc;
 }
@@ -382,35 +292,15 @@ int az_request(struct fv_instance *inst, const struct cloud_request *req, int64_
                struct cloud_response *resp)
 {
 	struct az_auth *a = &inst->auth;
-	struct cloud_secret bearer = { NULL, 0 };
-	struct cloud_request authorized = *req;
-	cloud_token_fetch_fn fetch;
-	int attempt, rc = FV_OK;
+	cloud_token_fetch_fn fetch = NULL; /* a configured token: never fetched */
+	int rc;
 
 	if (a->kind != AZ_AUTH_TOKEN) {
 		rc = challenge(inst, req, deadline_ms);
 		if (rc != FV_OK)
 			return rc;
+		fetch = a->kind == AZ_AUTH_CLIENT_SECRET ? fetch_client_secret : fetch_managed_identity;
 	}
-	fetch = a->kind == AZ_AUTH_CLIENT_SECRET ? fetch_client_secret : fetch_managed_identity;
-	authorized.secret_header_name = "Authorization";
-	authorized.secret_header_value = &bearer;
-	for (attempt = 0; attempt < 2; attempt++) {
-		if (a->kind == AZ_AUTH_TOKEN)
-			rc = cloud_secret_set(az_host, a->token.value.data, a->token.value.len, &bearer);
-		else
-			rc = cloud_token_get(az_host, &a->token, fetch, inst, deadline_ms, &bearer);
-		if (rc != FV_OK)
-			break;
-		rc = cloud_http_perform(inst->http, &authorized, deadline_ms, resp);
-		if (rc != FV_OK || resp->status != 401 || a->kind == AZ_AUTH_TOKEN || attempt == 1)
-			break;
-		az_host->log(FV_LOG_DEBUG, "%s: %s: %s: the token was refused; fetching a new one",
-		             AZ_PLUGIN, inst->location, req->what);
-		cloud_token_invalidate(&a->token, &bearer);
-		cloud_secret_clear(az_host, &bearer);
-		cloud_response_free(resp);
-	}
-	cloud_secret_clear(az_host, &bearer);
-	return rc;
+	return cloud_bearer_perform(az_host, inst->http, &a->token, fetch, inst, req, deadline_ms,
+	                            resp);
 }

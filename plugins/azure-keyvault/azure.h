@@ -35,6 +35,8 @@ struct az_auth {
 	 * client_secret env:X)", "managed identity (IMDS http://...)". */
 	char source[600];
 	struct cloud_token token;
+	/* How tokens are asked for, and what to check when they are refused. */
+	struct cloud_token_source token_source;
 	struct cloud_secret client_secret;
 	char *tenant_id;
 	char *client_id;            /* also a user-assigned managed identity */

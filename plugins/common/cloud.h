@@ -69,10 +69,20 @@
  * it after the request), calling `fetch` first when there is none or it is
  * within five minutes (half its lifetime, for short ones) of expiring; one
  * thread fetches while the others wait. `fetch` reports the lifetime in
- * seconds, or 0 for a token that never expires (a configured one). After
- * the service refused a token (401), cloud_token_invalidate() makes the
- * next cloud_token_get() fetch a new one. cloud_oauth_token() and
- * cloud_oauth_error() read a token service's answers.
+ * seconds, or 0 for a token that never expires. A token given in the
+ * configuration (cloud_token_configure()) never expires and is used with
+ * fetch NULL. After the service refused a token (401),
+ * cloud_token_invalidate() makes the next cloud_token_get() fetch a new
+ * one; cloud_bearer_perform() does all of this for one request.
+ *
+ * OAuth 2.0 token services (struct cloud_token_source)
+ * ----------------------------------------------------
+ * A plugin's `fetch` builds the request the provider needs (a signed JWT,
+ * a client secret, a metadata header) and hands it to cloud_oauth_request()
+ * or, for a form POST to a token endpoint, cloud_oauth_form_post(): they
+ * read {access_token, expires_in} into "Bearer <token>" and turn a refusal
+ * ({error, error_description}) into a message naming the instance, the
+ * credential source and what to check.
  *
  * Configuration
  * -------------
@@ -94,6 +104,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <json-c/json.h>
 
@@ -201,6 +212,10 @@ void cloud_response_free(struct cloud_response *resp);
  * benchmarks that prove no extra round trips. */
 uint64_t cloud_http_request_count(const struct cloud_http *http);
 
+/* cloud_http_opts' plugin and location, for messages. */
+const char *cloud_http_plugin(const struct cloud_http *http);
+const char *cloud_http_location(const struct cloud_http *http);
+
 /* 1 when a header of this name carries a secret and must be redacted. */
 int cloud_header_is_secret(const char *name, size_t name_len);
 
@@ -211,6 +226,37 @@ int cloud_secret_resolve(const fv_host *host, const char *reference,
 int cloud_secret_set(const fv_host *host, const char *data, size_t len,
                      struct cloud_secret *out);
 void cloud_secret_clear(const fv_host *host, struct cloud_secret *s);
+
+/* ---- Files ---- */
+
+/* A small credentials file, whole and NUL-terminated, into *out (free it
+ * with cloud_buf_free(*out, *len + 1), which wipes it) and its mode bits
+ * into *mode when mode is not NULL. 0, or an errno value saying why not:
+ * open()'s, EINVAL when `path` is not a regular file, EFBIG when it has
+ * more than `max` bytes, ENOMEM. No message: callers name the file's
+ * purpose and what to do. */
+int cloud_file_read(const char *path, size_t max, char **out, size_t *len, mode_t *mode);
+
+/* ---- Forms ---- */
+
+struct cloud_form_field {
+	const char *name;         /* sent as it is: only unreserved characters */
+	const char *value;        /* percent-encoded */
+	size_t len;               /* of value; 0: up to its NUL */
+};
+
+/* "name=value&name=value" (application/x-www-form-urlencoded, also a URL
+ * query), NUL-terminated, in memory the caller frees with
+ * cloud_buf_free(body, *len + 1), which wipes it: values may be secrets.
+ * NULL when out of memory. */
+char *cloud_form_body(const struct cloud_form_field *fields, size_t n_fields, size_t *len);
+/* POST `fields` as that body to `url` with `headers` (the Content-Type
+ * among them): a request for credentials or a token, which changes nothing
+ * at the service and so is retried like any idempotent one. The body is
+ * wiped after. FV_OK with any HTTP status in *resp, as cloud_http_perform. */
+int cloud_form_post(struct cloud_http *http, const char *url, const char *const *headers,
+                    const struct cloud_form_field *fields, size_t n_fields, const char *what,
+                    int64_t deadline_ms, struct cloud_response *resp);
 
 /* ---- Tokens ---- */
 
@@ -234,19 +280,50 @@ void cloud_token_invalidate(struct cloud_token *t, const struct cloud_secret *us
 /* Tokens fetched so far: for tests that prove none is fetched per decrypt. */
 uint64_t cloud_token_fetches(struct cloud_token *t);
 
-/* "Bearer <token>" into *bearer (secure memory), the Authorization value. */
-int cloud_bearer_set(const fv_host *host, const char *token, size_t len,
-                     struct cloud_secret *bearer);
-/* An OAuth 2.0 token answer ({"access_token", "expires_in"}, the lifetime a
- * number or, as Azure's IMDS sends it, a string) as "Bearer <token>" in
- * *bearer and the lifetime in seconds. FV_ERR_BACKEND, with no message (the
- * caller names the token service), when it holds no usable token. */
-int cloud_oauth_token(const fv_host *host, const struct cloud_response *resp,
-                      struct cloud_secret *bearer, int64_t *lifetime_s);
-/* An OAuth 2.0 error answer's "error" and "error_description" ("" when
- * absent), truncated to fit. */
-void cloud_oauth_error(const struct cloud_response *resp, char *error, size_t error_len,
-                       char *description, size_t description_len);
+/* A token given in the configuration: `reference` (the value of
+ * location.field) is resolved once and kept as "Bearer <token>", never
+ * refreshed. FV_ERR_AUTH naming the field when it is empty or has a line
+ * break. */
+int cloud_token_configure(const fv_host *host, struct cloud_token *t, const char *location,
+                          const char *field, const char *reference, const char *purpose);
+
+/*
+ * `req` with "Authorization: <the token>" (fetched as cloud_token_get
+ * does). A 401 means the cached token was revoked or expired early: it is
+ * dropped and the request sent once more with a new one, within the
+ * deadline (not for a configured token, fetch NULL). FV_OK with any HTTP
+ * status in *resp; the caller maps errors.
+ */
+int cloud_bearer_perform(const fv_host *host, struct cloud_http *http, struct cloud_token *t,
+                         cloud_token_fetch_fn fetch, void *arg,
+                         const struct cloud_request *req, int64_t deadline_ms,
+                         struct cloud_response *resp);
+
+struct cloud_token_source {
+	struct cloud_http *http;  /* the instance's client */
+	const char *location;     /* "keys.flows" */
+	/* The credentials, for messages: "metadata server 169.254.169.254". */
+	const char *source;
+	/* What is asked for: "no <token_name> from the <source>: HTTP 400 ...". */
+	const char *token_name;
+	/* What to do when the token service refuses ("check tenant_id, ..."). */
+	const char *fix;
+};
+
+/* Perform `req` at a token service; on 200 the answer's access_token as
+ * "Bearer <token>" in *bearer and its expires_in in *lifetime_s. Any other
+ * answer, or one without a usable token, is an error naming src->source:
+ * FV_ERR_AUTH when refused, FV_ERR_BACKEND on a 5xx or a broken answer. */
+int cloud_oauth_request(const fv_host *host, const struct cloud_token_source *src,
+                        const struct cloud_request *req, int64_t deadline_ms,
+                        struct cloud_secret *bearer, int64_t *lifetime_s);
+/* The same for a POST of `fields` as application/x-www-form-urlencoded to
+ * the token endpoint `url` (RFC 6749 section 4); `what` names the request
+ * in logs. The body, which may hold a secret or an assertion, is wiped. */
+int cloud_oauth_form_post(const fv_host *host, const struct cloud_token_source *src,
+                          const char *url, const char *what,
+                          const struct cloud_form_field *fields, size_t n_fields,
+                          int64_t deadline_ms, struct cloud_secret *bearer, int64_t *lifetime_s);
 
 /* ---- Configuration ---- */
 
@@ -258,6 +335,10 @@ int cloud_http_config_read(const fv_host *host, const fv_config *cfg,
 /* An optional string field: FV_OK with *out NULL when absent or empty. */
 int cloud_config_string(const fv_host *host, const fv_config *cfg, const char *name,
                         const char **out);
+
+/* A copy of an optional string for an instance: NULL stays NULL; sets
+ * *failed when out of memory, so that many copies are checked once. */
+char *cloud_strdup(const char *s, int *failed);
 
 /* ---- Provider glue every cloud plugin needs ---- */
 

@@ -62,6 +62,16 @@ int64_t cloud_deadline(const struct cloud_http *http)
 	return cloud_now_ms() + http->timeout_ms;
 }
 
+const char *cloud_http_plugin(const struct cloud_http *http)
+{
+	return http->plugin;
+}
+
+const char *cloud_http_location(const struct cloud_http *http)
+{
+	return http->location;
+}
+
 static void share_lock(CURL *h, curl_lock_data data, curl_lock_access access, void *arg)
 {
 	struct cloud_http *http = arg;
@@ -618,5 +628,28 @@ int cloud_http_perform(struct cloud_http *http, const struct cloud_request *req,
 	free_headers(headers);
 	if (rc != FV_OK)
 		cloud_response_free(resp);
+	return rc;
+}
+
+int cloud_form_post(struct cloud_http *http, const char *url, const char *const *headers,
+                    const struct cloud_form_field *fields, size_t n_fields, const char *what,
+                    int64_t deadline_ms, struct cloud_response *resp)
+{
+	struct cloud_request req = { 0 };
+	size_t body_len = 0;
+	char *body = cloud_form_body(fields, n_fields, &body_len);
+	int rc;
+
+	if (!body)
+		return CLOUD_ERROR(http->host, FV_ERR_NOMEM, "out of memory");
+	req.method = "POST";
+	req.url = url;
+	req.headers = headers;
+	req.body = body;
+	req.body_len = body_len;
+	req.idempotent = 1;
+	req.what = what;
+	rc = cloud_http_perform(http, &req, deadline_ms, resp);
+	cloud_buf_free(body, body_len + 1);
 	return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * A cached bearer token, shared by the threads of one plugin instance: one
- * fetch when it is missing or about to expire, never one per decrypt; and
- * the OAuth 2.0 answers tokens come in. See cloud.h.
+ * fetch when it is missing or about to expire, never one per decrypt; the
+ * requests that carry it; and the OAuth 2.0 token services tokens come
+ * from. See cloud.h.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -48,7 +49,8 @@ int cloud_token_get(const fv_host *host, struct cloud_token *t,
 	if (!t->value.data || now >= t->refresh_at_ms) {
 		struct cloud_secret fresh = { NULL, 0 };
 
-		rc = fetch(arg, deadline_ms, &fresh, &lifetime_s);
+		rc = fetch ? fetch(arg, deadline_ms, &fresh, &lifetime_s)
+		           : CLOUD_ERROR(host, FV_ERR_AUTH, "no token configured and none to fetch");
 		if (rc == FV_OK) {
 			cloud_secret_clear(host, &t->value);
 			t->value = fresh;
@@ -91,10 +93,9 @@ uint64_t cloud_token_fetches(struct cloud_token *t)
 	return n;
 }
 
-/* ---- OAuth 2.0 answers ---- */
-
-int cloud_bearer_set(const fv_host *host, const char *token, size_t len,
-                     struct cloud_secret *bearer)
+/* "Bearer <token>" into *bearer (secure memory), the Authorization value. */
+static int bearer_set(const fv_host *host, const char *token, size_t len,
+                      struct cloud_secret *bearer)
 {
 	size_t n = len + 8;
 	char *value = OPENSSL_malloc(n);
@@ -110,8 +111,63 @@ int cloud_bearer_set(const fv_host *host, const char *token, size_t len,
 	return rc;
 }
 
-int cloud_oauth_token(const fv_host *host, const struct cloud_response *resp,
-                      struct cloud_secret *bearer, int64_t *lifetime_s)
+int cloud_token_configure(const fv_host *host, struct cloud_token *t, const char *location,
+                          const char *field, const char *reference, const char *purpose)
+{
+	struct cloud_secret raw = { NULL, 0 };
+	int rc;
+
+	/* Resolved now, once: a prompt is answered before serving starts. */
+	rc = cloud_secret_resolve(host, reference, purpose, &raw);
+	if (rc != FV_OK)
+		return rc;
+	if (raw.len == 0 || strpbrk(raw.data, "\r\n"))
+		rc = CLOUD_ERROR(host, FV_ERR_AUTH,
+			"%s.%s: the token from '%s' is empty or has a line break",
+			location, field, reference);
+	else
+		rc = bearer_set(host, raw.data, raw.len, &t->value);
+	cloud_secret_clear(host, &raw);
+	t->refresh_at_ms = INT64_MAX;
+	return rc;
+}
+
+int cloud_bearer_perform(const fv_host *host, struct cloud_http *http, struct cloud_token *t,
+                         cloud_token_fetch_fn fetch, void *arg,
+                         const struct cloud_request *req, int64_t deadline_ms,
+                         struct cloud_response *resp)
+{
+	struct cloud_secret bearer = { NULL, 0 };
+	struct cloud_request authorized = *req;
+	int attempt, rc = FV_OK;
+
+	authorized.secret_header_name = "Authorization";
+	authorized.secret_header_value = &bearer;
+	for (attempt = 0; attempt < 2; attempt++) {
+		rc = cloud_token_get(host, t, fetch, arg, deadline_ms, &bearer);
+		if (rc != FV_OK)
+			break;
+		rc = cloud_http_perform(http, &authorized, deadline_ms, resp);
+		/* A configured token would only be refused again. */
+		if (rc != FV_OK || resp->status != 401 || !fetch || attempt == 1)
+			break;
+		host->log(FV_LOG_DEBUG, "%s: %s: %s: the access token was refused; fetching a new one",
+		          cloud_http_plugin(http), cloud_http_location(http), req->what);
+		cloud_token_invalidate(t, &bearer);
+		cloud_secret_clear(host, &bearer);
+		cloud_response_free(resp);
+	}
+	cloud_secret_clear(host, &bearer);
+	return rc;
+}
+
+/* ---- OAuth 2.0 token services ---- */
+
+/* A token answer ({"access_token", "expires_in"}, the lifetime a number
+ * or, as Azure's IMDS sends it, a string). FV_ERR_BACKEND, with no
+ * message, when it holds no usable token. */
+static int oauth_token(const fv_host *host, const struct cloud_response *resp,
+                       struct cloud_secret *bearer, int64_t *lifetime_s)
 {
 	json_object *doc = NULL, *exp = NULL;
 	const char *token;
@@ -132,22 +188,77 @@ int cloud_oauth_token(const fv_host *host, const struct cloud_response *resp,
 	if (!token || !len || strpbrk(token, "\r\n") || *lifetime_s <= 0)
 		rc = FV_ERR_BACKEND;
 	else
-		rc = cloud_bearer_set(host, token, len, bearer);
+		rc = bearer_set(host, token, len, bearer);
 	cloud_json_free_wiped(doc);
 	return rc;
 }
 
-void cloud_oauth_error(const struct cloud_response *resp, char *error, size_t error_len,
-                       char *description, size_t description_len)
+/* An error answer (RFC 6749 section 5.2) as a message naming the source. */
+static int oauth_refused(const fv_host *host, const struct cloud_token_source *src,
+                         const struct cloud_response *resp)
 {
 	json_object *doc = NULL;
 	const char *e = NULL, *d = NULL;
+	char error[64], description[400];
 
 	if (cloud_json_parse(resp->body, resp->len, &doc) == FV_OK) {
 		e = cloud_json_string(doc, "error", NULL);
 		d = cloud_json_string(doc, "error_description", NULL);
 	}
-	snprintf(error, error_len, "%s", e ? e : "");
-	snprintf(description, description_len, "%s", d ? d : "");
+	snprintf(error, sizeof(error), "%s", e ? e : "");
+	snprintf(description, sizeof(description), "%s", d ? d : "");
 	json_object_put(doc);
+	return CLOUD_ERROR(host, resp->status >= 500 ? FV_ERR_BACKEND : FV_ERR_AUTH,
+		"%s: no %s from the %s: HTTP %ld %s%s%s; %s",
+		src->location, src->token_name, src->source, resp->status, error,
+		description[0] ? ": " : "", description, src->fix);
+}
+
+/* A token service's answer: the token, or a message naming the source. */
+static int oauth_answer(const fv_host *host, const struct cloud_token_source *src,
+                        const struct cloud_response *resp, struct cloud_secret *bearer,
+                        int64_t *lifetime_s)
+{
+	int rc;
+
+	if (resp->status != 200)
+		return oauth_refused(host, src, resp);
+	rc = oauth_token(host, resp, bearer, lifetime_s);
+	if (rc == FV_ERR_BACKEND)
+		rc = CLOUD_ERROR(host, FV_ERR_BACKEND,
+			"%s: the token service of the %s answered without a usable access_token/expires_in",
+			src->location, src->source);
+	return rc;
+}
+
+int cloud_oauth_request(const fv_host *host, const struct cloud_token_source *src,
+                        const struct cloud_request *req, int64_t deadline_ms,
+                        struct cloud_secret *bearer, int64_t *lifetime_s)
+{
+	struct cloud_response resp;
+	int rc = cloud_http_perform(src->http, req, deadline_ms, &resp);
+
+	if (rc != FV_OK)
+		return rc;
+	rc = oauth_answer(host, src, &resp, bearer, lifetime_s);
+	cloud_response_free(&resp);
+	return rc;
+}
+
+int cloud_oauth_form_post(const fv_host *host, const struct cloud_token_source *src,
+                          const char *url, const char *what,
+                          const struct cloud_form_field *fields, size_t n_fields,
+                          int64_t deadline_ms, struct cloud_secret *bearer, int64_t *lifetime_s)
+{
+	static const char *const headers[] = {
+		"Content-Type: application/x-www-form-urlencoded", "Accept: application/json", NULL
+	};
+	struct cloud_response resp;
+	int rc = cloud_form_post(src->http, url, headers, fields, n_fields, what, deadline_ms, &resp);
+
+	if (rc != FV_OK)
+		return rc;
+	rc = oauth_answer(host, src, &resp, bearer, lifetime_s);
+	cloud_response_free(&resp);
+	return rc;
 }

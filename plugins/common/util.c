@@ -1,11 +1,17 @@
 /*
- * Secrets, configuration, JSON and base64 helpers for the cloud plugins.
+ * Secrets, configuration, JSON, form and base64 helpers for the cloud
+ * plugins.
  * See cloud.h.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <curl/curl.h>
 #include <json-c/json.h>
 #include <json-c/printbuf.h>
 #include <openssl/crypto.h>
@@ -145,6 +151,18 @@ int cloud_config_string(const fv_host *host, const fv_config *cfg, const char *n
 }
 
 /* ---- Provider glue ---- */
+
+char *cloud_strdup(const char *s, int *failed)
+{
+	char *d;
+
+	if (!s)
+		return NULL;
+	d = strdup(s);
+	if (!d)
+		*failed = 1;
+	return d;
+}
 
 int cloud_public_der_out(const unsigned char *src, size_t src_len, unsigned char *der,
                          size_t *len)
@@ -326,6 +344,99 @@ void cloud_buf_free(void *buf, size_t len)
 {
 	if (buf)
 		OPENSSL_clear_free(buf, len);
+}
+
+/* ---- Files ---- */
+
+int cloud_file_read(const char *path, size_t max, char **out, size_t *len, mode_t *mode)
+{
+	struct stat st;
+	size_t used = 0;
+	char *buf = NULL;
+	int err = 0, fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0)
+		return errno;
+	/* O_NONBLOCK and this check: a FIFO or a device never blocks us. */
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		err = EINVAL;
+	else if ((uint64_t)st.st_size > max)
+		err = EFBIG;
+	else if (!(buf = OPENSSL_malloc((size_t)st.st_size + 1)))
+		err = ENOMEM;
+	if (err) {
+		close(fd);
+		return err;
+	}
+	while (used < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + used, (size_t)st.st_size - used);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+	}
+	close(fd);
+	buf[used] = '\0';
+	if (mode)
+		*mode = st.st_mode;
+	*out = buf;
+	*len = used;
+	return 0;
+}
+
+/* ---- Forms ---- */
+
+/* `value` percent-encoded in memory wiped when freed; curl's own copy is
+ * wiped before it goes back. */
+static char *form_escape(const char *value, size_t len, size_t *out_len)
+{
+	char *e, *copy;
+	size_t n;
+
+	if (len > INT_MAX)
+		return NULL;
+	e = curl_easy_escape(NULL, value, (int)len);
+	if (!e)
+		return NULL;
+	n = strlen(e);
+	copy = OPENSSL_malloc(n + 1);
+	if (copy)
+		memcpy(copy, e, n + 1);
+	OPENSSL_cleanse(e, n);
+	curl_free(e);
+	*out_len = n;
+	return copy;
+}
+
+char *cloud_form_body(const struct cloud_form_field *fields, size_t n_fields, size_t *len)
+{
+	char *body = OPENSSL_zalloc(1), *grown, *value;
+	size_t used = 0, value_len = 0, name_len, i;
+
+	for (i = 0; body && i < n_fields; i++) {
+		value = form_escape(fields[i].value, fields[i].len, &value_len);
+		name_len = strlen(fields[i].name);
+		grown = value ? OPENSSL_malloc(used + 1 + name_len + 1 + value_len + 1) : NULL;
+		if (grown) {
+			memcpy(grown, body, used);
+			if (used)
+				grown[used++] = '&';
+			memcpy(grown + used, fields[i].name, name_len);
+			used += name_len;
+			grown[used++] = '=';
+			memcpy(grown + used, value, value_len + 1);
+			used += value_len;
+		}
+		cloud_buf_free(value, value_len + 1);
+		/* The old body is wiped: it may hold an earlier field's secret. */
+		cloud_buf_free(body, strlen(body) + 1);
+		body = grown;
+	}
+	if (body)
+		*len = used;
+	return body;
 }
 
 /* ---- base64 ---- */

@@ -9,15 +9,12 @@
  * Tokens are cached per instance until shortly before they expire.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
-#include <curl/curl.h>
 #include <openssl/bio.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -29,51 +26,27 @@
 #define JWT_LIFETIME_S 3600
 
 /* The whole file, NUL-terminated, wiped and freed by the caller. */
-static int read_small_file(const struct fv_instance *inst, const char *path, char **out,
-                           size_t *out_len)
+static int read_key_file(const struct fv_instance *inst, const char *path, char **out,
+                         size_t *out_len)
 {
-	struct stat st;
-	size_t used = 0;
-	char *buf;
-	int fd;
+	mode_t mode = 0;
+	int err = cloud_file_read(path, SA_FILE_MAX, out, out_len, &mode);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0) {
-		int err = errno;
-
+	if (err == ENOMEM)
+		return CLOUD_ERROR(gcp_host, FV_ERR_NOMEM, "out of memory");
+	if (err == EINVAL || err == EFBIG)
+		return CLOUD_ERROR(gcp_host, FV_ERR_AUTH,
+			"%s: '%s' is not a service-account key file (not a regular file of at most %d bytes)",
+			inst->location, path, SA_FILE_MAX);
+	if (err)
 		return CLOUD_ERROR(gcp_host, err == ENOENT ? FV_ERR_NOT_FOUND : FV_ERR_AUTH,
 			"%s: cannot open the service-account key file '%s': %s; download a key for the "
 			"service account, or set credentials_file to the right path",
 			inst->location, path, strerror(err));
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > SA_FILE_MAX) {
-		close(fd);
-		return CLOUD_ERROR(gcp_host, FV_ERR_AUTH,
-			"%s: '%s' is not a service-account key file (not a regular file of at most %d bytes)",
-			inst->location, path, SA_FILE_MAX);
-	}
-	if (st.st_mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH))
+	if (mode & (S_IRGRP | S_IROTH | S_IWGRP | S_IWOTH))
 		gcp_host->log(FV_LOG_WARNING,
 			"%s: %s: service-account key file '%s' is readable or writable by others (mode %03o); chmod 600 it",
-			GCP_PLUGIN, inst->location, path, (unsigned)(st.st_mode & 0777));
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		close(fd);
-		return CLOUD_ERROR(gcp_host, FV_ERR_NOMEM, "out of memory");
-	}
-	while (used < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + used, (size_t)st.st_size - used);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		used += (size_t)n;
-	}
-	close(fd);
-	buf[used] = '\0';
-	*out = buf;
-	*out_len = used;
+			GCP_PLUGIN, inst->location, path, (unsigned)(mode & 0777));
 	return FV_OK;
 }
 
@@ -87,7 +60,7 @@ static int load_service_account(struct fv_instance *inst, const char *path, cons
 	BIO *bio;
 	int rc;
 
-	rc = read_small_file(inst, path, &text, &text_len);
+	rc = read_key_file(inst, path, &text, &text_len);
 	if (rc != FV_OK)
 		return rc;
 	rc = cloud_json_parse(text, text_len, &doc);
@@ -135,6 +108,7 @@ static int load_service_account(struct fv_instance *inst, const char *path, cons
 	}
 	snprintf(a->source, sizeof(a->source), "service-account key file '%s' (%s, client_email %s)",
 	         path, how, email);
+	a->token_source.fix = "check that the key is not deleted or disabled in IAM";
 	rc = FV_OK;
 out:
 	cloud_json_free_wiped(doc);
@@ -151,30 +125,14 @@ int gcp_auth_open(struct fv_instance *inst, const fv_config *cfg)
 	rc = cloud_token_init(&a->token);
 	if (rc != FV_OK)
 		return CLOUD_ERROR(gcp_host, rc, "out of memory");
+	a->token_source = (struct cloud_token_source){
+		.http = inst->http, .location = inst->location, .source = a->source,
+		.token_name = "access token" };
 	if (gcp_host->config_string(cfg, "access_token", &token_ref) == FV_OK && token_ref) {
 		a->kind = GCP_AUTH_TOKEN;
 		snprintf(a->source, sizeof(a->source), "access_token '%s'", token_ref);
-		/* Resolved now, once: a prompt is answered before serving starts. */
-		rc = cloud_secret_resolve(gcp_host, token_ref, "Cloud KMS access token", &a->token.value);
-		if (rc != FV_OK)
-			return rc;
-		if (a->token.value.len == 0 || strpbrk(a->token.value.data, "\r\n"))
-			return CLOUD_ERROR(gcp_host, FV_ERR_AUTH,
-				"%s.access_token: the token from '%s' is empty or has a line break",
-				inst->location, token_ref);
-		{
-			/* Kept as the header value the requests send. */
-			struct cloud_secret raw = a->token.value;
-
-			a->token.value.data = NULL;
-			a->token.value.len = 0;
-			rc = cloud_bearer_set(gcp_host, raw.data, raw.len, &a->token.value);
-			cloud_secret_clear(gcp_host, &raw);
-			if (rc != FV_OK)
-				return rc;
-		}
-		a->token.refresh_at_ms = INT64_MAX;
-		return FV_OK;
+		return cloud_token_configure(gcp_host, &a->token, inst->location, "access_token",
+		                             token_ref, "Cloud KMS access token");
 	}
 	if (gcp_host->config_string(cfg, "credentials_file", &file) == FV_OK && file) {
 		a->kind = GCP_AUTH_SERVICE_ACCOUNT;
@@ -199,6 +157,7 @@ int gcp_auth_open(struct fv_instance *inst, const fv_config *cfg)
 		return CLOUD_ERROR(gcp_host, FV_ERR_NOMEM, "out of memory");
 	snprintf(a->source, sizeof(a->source), "metadata server %s%s", env,
 	         getenv("GCE_METADATA_HOST") ? " ($GCE_METADATA_HOST)" : "");
+	a->token_source.fix = "check that the instance has a service account with the cloudkms scope";
 	return FV_OK;
 }
 
@@ -210,34 +169,6 @@ void gcp_auth_close(struct gcp_auth *a)
 	free(a->sa_key_id);
 	free(a->token_uri);
 	free(a->metadata_url);
-}
-
-/* ---- Token responses ---- */
-
-static int token_from_response(struct fv_instance *inst, const struct cloud_response *resp,
-                               struct cloud_secret *out, int64_t *lifetime_s)
-{
-	int rc = cloud_oauth_token(gcp_host, resp, out, lifetime_s);
-
-	if (rc == FV_ERR_BACKEND)
-		return CLOUD_ERROR(gcp_host, FV_ERR_BACKEND,
-			"%s: the token service of the %s answered without a usable access_token/expires_in",
-			inst->location, inst->auth.source);
-	return rc;
-}
-
-static int token_refused(struct fv_instance *inst, const struct cloud_response *resp)
-{
-	char error[64], description[400];
-
-	cloud_oauth_error(resp, error, sizeof(error), description, sizeof(description));
-	return CLOUD_ERROR(gcp_host, resp->status >= 500 ? FV_ERR_BACKEND : FV_ERR_AUTH,
-		"%s: no access token from the %s: HTTP %ld %s%s%s; %s",
-		inst->location, inst->auth.source, resp->status, error, description[0] ? ": " : "",
-		description,
-		inst->auth.kind == GCP_AUTH_SERVICE_ACCOUNT
-			? "check that the key is not deleted or disabled in IAM"
-			: "check that the instance has a service account with the cloudkms scope");
 }
 
 /* ---- Service account: the JWT bearer grant ---- */
@@ -321,46 +252,24 @@ out:
 static int fetch_service_account(void *arg, int64_t deadline_ms, struct cloud_secret *out,
                                  int64_t *lifetime_s)
 {
-	static const char *const headers[] = {
-		"Content-Type: application/x-www-form-urlencoded", "Accept: application/json", NULL
-	};
-	static const char prefix[] =
-		"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=";
 	struct fv_instance *inst = arg;
-	struct cloud_request req = { 0 };
-	struct cloud_response resp;
-	char *jwt = NULL, *body;
-	size_t jwt_len = 0, body_len;
+	struct cloud_form_field form[] = {
+		{ "grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer", 0 },
+		{ "assertion", NULL, 0 },
+	};
+	char *jwt = NULL;
+	size_t jwt_len = 0;
 	int rc;
 
 	rc = make_assertion(inst, &jwt, &jwt_len);
 	if (rc != FV_OK)
 		return rc;
-	/* base64url and dots need no form encoding. */
-	body_len = sizeof(prefix) - 1 + jwt_len;
-	body = malloc(body_len + 1);
-	if (!body) {
-		cloud_buf_free(jwt, jwt_len + 1);
-		return CLOUD_ERROR(gcp_host, FV_ERR_NOMEM, "out of memory");
-	}
-	memcpy(body, prefix, sizeof(prefix) - 1);
-	memcpy(body + sizeof(prefix) - 1, jwt, jwt_len + 1);
+	form[1].value = jwt;
+	form[1].len = jwt_len;
+	rc = cloud_oauth_form_post(gcp_host, &inst->auth.token_source, inst->auth.token_uri,
+	                           "token exchange (service account)", form, 2, deadline_ms, out,
+	                           lifetime_s);
 	cloud_buf_free(jwt, jwt_len + 1);
-
-	req.method = "POST";
-	req.url = inst->auth.token_uri;
-	req.headers = headers;
-	req.body = body;
-	req.body_len = body_len;
-	req.idempotent = 1;
-	req.what = "token exchange (service account)";
-	rc = cloud_http_perform(inst->http, &req, deadline_ms, &resp);
-	cloud_buf_free(body, body_len + 1);
-	if (rc != FV_OK)
-		return rc;
-	rc = resp.status == 200 ? token_from_response(inst, &resp, out, lifetime_s)
-	                        : token_refused(inst, &resp);
-	cloud_response_free(&resp);
 	return rc;
 }
 
@@ -372,8 +281,6 @@ static int fetch_metadata(void *arg, int64_t deadline_ms, struct cloud_secret *o
 	static const char *const headers[] = { "Metadata-Flavor: Google", NULL };
 	struct fv_instance *inst = arg;
 	struct cloud_request req = { 0 };
-	struct cloud_response resp;
-	int rc;
 
 	req.method = "GET";
 	req.url = inst->auth.metadata_url;
@@ -382,22 +289,18 @@ static int fetch_metadata(void *arg, int64_t deadline_ms, struct cloud_secret *o
 	/* The metadata server is link-local and speaks plain HTTP only. */
 	req.allow_http = 1;
 	req.what = "token from the metadata server";
-	rc = cloud_http_perform(inst->http, &req, deadline_ms, &resp);
-	if (rc != FV_OK)
-		return rc;
-	rc = resp.status == 200 ? token_from_response(inst, &resp, out, lifetime_s)
-	                        : token_refused(inst, &resp);
-	cloud_response_free(&resp);
-	return rc;
+	return cloud_oauth_request(gcp_host, &inst->auth.token_source, &req, deadline_ms, out,
+	                           lifetime_s);
 }
 
-int gcp_auth_header(struct fv_instance *inst, int64_t deadline_ms, struct cloud_secret *out)
+int gcp_request(struct fv_instance *inst, const struct cloud_request *req, int64_t deadline_ms,
+                struct cloud_response *resp)
 {
 	cloud_token_fetch_fn fetch = NULL;
 
 	switch (inst->auth.kind) {
 	case GCP_AUTH_TOKEN:
-		fetch = NULL;
+		fetch = NULL; /* configured: never fetched */
 		break;
 	case GCP_AUTH_SERVICE_ACCOUNT:
 		fetch = fetch_service_account;
@@ -406,8 +309,6 @@ int gcp_auth_header(struct fv_instance *inst, int64_t deadline_ms, struct cloud_
 		fetch = fetch_metadata;
 		break;
 	}
-	if (!fetch)
-		return cloud_secret_set(gcp_host, inst->auth.token.value.data,
-		                        inst->auth.token.value.len, out);
-	return cloud_token_get(gcp_host, &inst->auth.token, fetch, inst, deadline_ms, out);
+	return cloud_bearer_perform(gcp_host, inst->http, &inst->auth.token, fetch, inst, req,
+	                            deadline_ms, resp);
 }

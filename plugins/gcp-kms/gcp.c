@@ -134,11 +134,7 @@ static void google_error(const struct cloud_response *resp, char *status, size_t
 	json_object_put(doc);
 }
 
-/*
- * One authorized request. A 401 means the cached token was revoked or has
- * expired early: fetch a new one and try once more, within the deadline.
- * FV_OK with any HTTP status in *resp; the caller maps errors.
- */
+/* One authorized request (see gcp_request); the caller maps errors. */
 static int kms_request(struct fv_instance *inst, const char *method, const char *url,
                        const char *body, size_t body_len, int idempotent, const char *what,
                        int64_t deadline_ms, long attempt_ms, struct cloud_response *resp)
@@ -147,9 +143,7 @@ static int kms_request(struct fv_instance *inst, const char *method, const char 
 		"Content-Type: application/json", "Accept: application/json", NULL
 	};
 	static const char *const get_headers[] = { "Accept: application/json", NULL };
-	struct cloud_secret bearer = { NULL, 0 };
 	struct cloud_request req = { 0 };
-	int attempt, rc = FV_OK;
 
 	req.method = method;
 	req.url = url;
@@ -159,24 +153,7 @@ static int kms_request(struct fv_instance *inst, const char *method, const char 
 	req.idempotent = idempotent;
 	req.what = what;
 	req.attempt_timeout_ms = attempt_ms;
-	req.secret_header_name = "Authorization";
-	for (attempt = 0; attempt < 2; attempt++) {
-		rc = gcp_auth_header(inst, deadline_ms, &bearer);
-		if (rc != FV_OK)
-			break;
-		req.secret_header_value = &bearer;
-		rc = cloud_http_perform(inst->http, &req, deadline_ms, resp);
-		if (rc != FV_OK || resp->status != 401 || inst->auth.kind == GCP_AUTH_TOKEN ||
-		    attempt == 1)
-			break;
-		gcp_host->log(FV_LOG_DEBUG, "%s: %s: %s: the access token was refused; fetching a new one",
-		              GCP_PLUGIN, inst->location, what);
-		cloud_token_invalidate(&inst->auth.token, &bearer);
-		cloud_secret_clear(gcp_host, &bearer);
-		cloud_response_free(resp);
-	}
-	cloud_secret_clear(gcp_host, &bearer);
-	return rc;
+	return gcp_request(inst, &req, deadline_ms, resp);
 }
 
 /* A non-2xx answer as a flowvault status and message. */

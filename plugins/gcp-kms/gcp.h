@@ -35,6 +35,8 @@ struct gcp_auth {
 	 * x@p.iam.gserviceaccount.com)", "metadata server 169.254.169.254". */
 	char source[600];
 	struct cloud_token token;
+	/* How tokens are asked for, and what to check when they are refused. */
+	struct cloud_token_source token_source;
 	/* Service account: the signing key and the claims' fixed parts. */
 	EVP_PKEY *sa_key;
 	char *sa_email;
@@ -56,7 +58,9 @@ struct fv_instance {
 /* auth.c */
 int gcp_auth_open(struct fv_instance *inst, const fv_config *cfg);
 void gcp_auth_close(struct gcp_auth *auth);
-/* "Bearer <token>" in *out (cleared by the caller) for one request. */
-int gcp_auth_header(struct fv_instance *inst, int64_t deadline_ms, struct cloud_secret *out);
+/* `req` with a token from the configured source; a 401 fetches a new one
+ * and tries once more. FV_OK with any HTTP status in *resp. */
+int gcp_request(struct fv_instance *inst, const struct cloud_request *req, int64_t deadline_ms,
+                struct cloud_response *resp);
 
 #endif /* FLOWVAULT_GCP_KMS_H */

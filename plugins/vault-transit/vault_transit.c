@@ -89,18 +89,6 @@ static int path_name_ok(const char *s, int slashes)
 	return 1;
 }
 
-static char *dup_opt(const char *s, int *failed)
-{
-	char *d;
-
-	if (!s)
-		return NULL;
-	d = strdup(s);
-	if (!d)
-		*failed = 1;
-	return d;
-}
-
 static int vault_instance_open(const fv_config *cfg, fv_instance **out)
 {
 	const char *location = vault_host->config_location(cfg);
@@ -153,38 +141,38 @@ static int vault_instance_open(const fv_config *cfg, fv_instance **out)
 		return VAULT_ERROR(FV_ERR_NOMEM, "out of memory");
 	pthread_mutex_init(&inst->token_lock, NULL);
 	pthread_mutex_init(&inst->login_lock, NULL);
-	inst->location = dup_opt(location, &failed);
+	inst->location = cloud_strdup(location, &failed);
 	n = strlen(address);
 	while (n > 8 && address[n - 1] == '/')
 		n--;
 	snprintf(buf, sizeof(buf), "%.*s", (int)n, address);
-	inst->address = dup_opt(buf, &failed);
-	inst->mount = dup_opt(mount, &failed);
-	inst->key = dup_opt(key, &failed);
+	inst->address = cloud_strdup(buf, &failed);
+	inst->mount = cloud_strdup(mount, &failed);
+	inst->key = cloud_strdup(key, &failed);
 	if (ns) {
 		snprintf(buf, sizeof(buf), "X-Vault-Namespace: %s", ns);
-		inst->namespace_header = dup_opt(buf, &failed);
+		inst->namespace_header = cloud_strdup(buf, &failed);
 	}
 	if (token) {
 		inst->auth = VAULT_AUTH_TOKEN;
-		inst->token_ref = dup_opt(token, &failed);
+		inst->token_ref = cloud_strdup(token, &failed);
 		snprintf(buf, sizeof(buf), "token (%s.token)", location);
 	} else if (role_id) {
 		inst->auth = VAULT_AUTH_APPROLE;
-		inst->role_id = dup_opt(role_id, &failed);
-		inst->secret_id_ref = dup_opt(secret_id, &failed);
-		inst->auth_mount = dup_opt(auth_mount ? auth_mount : "approle", &failed);
+		inst->role_id = cloud_strdup(role_id, &failed);
+		inst->secret_id_ref = cloud_strdup(secret_id, &failed);
+		inst->auth_mount = cloud_strdup(auth_mount ? auth_mount : "approle", &failed);
 		snprintf(buf, sizeof(buf), "AppRole login (role_id %s at auth/%s)", role_id,
 		         auth_mount ? auth_mount : "approle");
 	} else {
 		inst->auth = VAULT_AUTH_KUBERNETES;
-		inst->kubernetes_role = dup_opt(k8s_role, &failed);
-		inst->jwt_file = dup_opt(jwt ? jwt : VAULT_JWT_DEFAULT, &failed);
-		inst->auth_mount = dup_opt(auth_mount ? auth_mount : "kubernetes", &failed);
+		inst->kubernetes_role = cloud_strdup(k8s_role, &failed);
+		inst->jwt_file = cloud_strdup(jwt ? jwt : VAULT_JWT_DEFAULT, &failed);
+		inst->auth_mount = cloud_strdup(auth_mount ? auth_mount : "kubernetes", &failed);
 		snprintf(buf, sizeof(buf), "Kubernetes login (role %s at auth/%s, token file '%s')",
 		         k8s_role, auth_mount ? auth_mount : "kubernetes", jwt ? jwt : VAULT_JWT_DEFAULT);
 	}
-	inst->auth_source = dup_opt(buf, &failed);
+	inst->auth_source = cloud_strdup(buf, &failed);
 	if (failed) {
 		vault_instance_close(inst);
 		return VAULT_ERROR(FV_ERR_NOMEM, "out of memory");

@@ -1,6 +1,6 @@
 /*
  * plugins/common on its own: base64 through OpenSSL, the JSON helpers,
- * secrets in host memory, header redaction, and the HTTP client's refusal
+ * secrets in host memory, form bodies, header redaction, and the HTTP client's refusal
  * of plain http:// and its deadline against a port nobody answers on.
  */
 #include <setjmp.h>
@@ -144,6 +144,32 @@ static void test_secrets(void **state)
 	assert_int_equal(secure_allocs, 0);
 }
 
+static void test_form_body(void **state)
+{
+	/* The bytes the token endpoints have always been sent. */
+	const struct cloud_form_field form[] = {
+		{ "grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer", 0 },
+		{ "assertion", "eyJh.eyJp-_x.c2ln", 0 },
+		{ "client_secret", "a+b/c=d&e f\0g", 13 },
+	};
+	size_t len = 0;
+	char *body;
+
+	(void)state;
+	body = cloud_form_body(form, 3, &len);
+	assert_non_null(body);
+	assert_string_equal(body,
+		"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+		"&assertion=eyJh.eyJp-_x.c2ln&client_secret=a%2Bb%2Fc%3Dd%26e%20f%00g");
+	assert_int_equal(len, strlen(body));
+	cloud_buf_free(body, len + 1);
+	body = cloud_form_body(form, 0, &len);
+	assert_non_null(body);
+	assert_string_equal(body, "");
+	assert_int_equal(len, 0);
+	cloud_buf_free(body, len + 1);
+}
+
 static void test_header_redaction(void **state)
 {
 	(void)state;
@@ -251,6 +277,7 @@ int main(void)
 		cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_json),
 		cmocka_unit_test(test_secrets),
+		cmocka_unit_test(test_form_body),
 		cmocka_unit_test(test_header_redaction),
 		cmocka_unit_test(test_http_refuses_plain_http),
 		cmocka_unit_test(test_http_deadline),

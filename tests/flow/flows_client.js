@@ -141,4 +141,8 @@ async function main() {
   throw new Error('usage: flows_client.js post|encrypt|load ...');
 }
 
-main().catch((e) => { console.error('flows_client:', e.message); process.exit(1); });
+// Other test clients reuse the encryption, signing and request helpers.
+module.exports = { encryptRequest, decryptResponse, sign, post };
+if (require.main === module) {
+  main().catch((e) => { console.error('flows_client:', e.message); process.exit(1); });
+}

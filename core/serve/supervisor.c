@@ -876,6 +876,14 @@ void fv__supervisor_stop(struct serve_supervisor *sup)
 	quiesce_workers(sup->gen);
 	for (gen = sup->retiring; gen; gen = gen->next)
 		quiesce_workers(gen);
+	/* Once the workers stop accepting, our copies are what keeps the sockets
+	 * listening: the kernel would queue connections nobody accepts, and a
+	 * load balancer's check would time out instead of being refused. */
+	close(sup->env.flows_fd);
+	sup->env.flows_fd = -1;
+	if (sup->env.admin_fd >= 0)
+		close(sup->env.admin_fd);
+	sup->env.admin_fd = -1;
 	deadline = now_seconds() + (double)sup->gen->cfg.upstream_timeout_ms / 1e3 + 3.0;
 	for (;;) {
 		int left = 0;
@@ -909,9 +917,6 @@ void fv__supervisor_stop(struct serve_supervisor *sup)
 	if (sup->gen->cfg.pid_file)
 		unlink(sup->gen->cfg.pid_file);
 	fv__gen_free(sup->gen);
-	close(sup->env.flows_fd);
-	if (sup->env.admin_fd >= 0)
-		close(sup->env.admin_fd);
 	fv__metrics_unmap(sup->env.metrics);
 	fv__log(FV_LOG_INFO, "serve: stopped");
 	free(sup);

@@ -163,7 +163,7 @@ pass "request log lines carry no clear data or secrets"
 # Graceful stop: a request in flight (the upstream takes 3 s) still gets its answer.
 serve_stop
 flow_config "$T/slow.json" "{
-    \"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"off\", \"keys\": [\"current\"],
+    \"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"127.0.0.1:$ADMIN\", \"keys\": [\"current\"],
     \"allow_unsigned\": true,
     \"upstream\": \"http://127.0.0.1:$UP/logic\", \"upstream_timeout_ms\": 5000 }"
 serve_start "$T/slow.json" "$PORT"
@@ -175,7 +175,24 @@ client=$!
 # client is to start.
 for ((i = 0; i < 100; i++)); do [ -e "$T/slow.mark" ] && break; sleep 0.1; done
 [ -e "$T/slow.mark" ] || fail "the slow request never reached the upstream"
-serve_stop
+kill -TERM "$SERVE_PID"
+for ((i = 0; i < 50; i++)); do
+	grep -q "finishing requests in flight" "$T/serve.log" && break
+	sleep 0.1
+done
+# While it drains, a new connection is refused at once, so that a load
+# balancer's health check marks the node down and its retry goes elsewhere;
+# a connection queued where no process accepts it any more would only time out.
+sleep 0.5
+for probe in "http://127.0.0.1:$ADMIN/healthz" "$URL"; do
+	rc=0
+	curl -s -o /dev/null --max-time 2 "$probe" || rc=$?
+	[ "$rc" = 7 ] || fail "$probe while serve drains: curl exit $rc, expected 7 (connection refused)"
+done
+pass "SIGTERM: new connections are refused while requests in flight finish"
+rc=0
+wait "$SERVE_PID" || rc=$?
+[ "$rc" = 0 ] || fail "flowvault serve exited $rc after SIGTERM: $(tail -5 "$T/serve.log")"
 wait "$client" || fail "the in-flight client failed"
 OUT=$(cat "$T/inflight.json")
 expect_field status 200

@@ -8,12 +8,13 @@
 #include <string.h>
 
 #include "serve_internal.h"
+#include "serve/media.h"
 
 static const char *const serve_fields[] = {
 	"listen", "admin_listen", "cert", "key", "path", "keys", "app_secrets",
 	"allow_unsigned", "upstream", "upstream_timeout_ms", "max_body_bytes",
 	"max_connections", "request_timeout_s", "threads", "isolation", "workers",
-	"user", "pid_file", "log_format", NULL
+	"user", "pid_file", "log_format", "media", NULL
 };
 
 #define MAX_APP_SECRETS 2
@@ -54,6 +55,7 @@ void fv__serve_config_clear(struct serve_config *cfg)
 	free(cfg->upstream);
 	free(cfg->user);
 	free(cfg->pid_file);
+	fv__media_config_free(cfg->media);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -455,6 +457,10 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 			goto out;
 		}
 	}
+	/* After upstream_timeout_ms: the two share WhatsApp's 10 s. */
+	if (json_object_object_get_ex(section, "media", &v) &&
+	    (rc = fv__media_config_parse(&cfg.media, v, where, ctx, cfg.upstream_timeout_ms)) != FV_OK)
+		goto out;
 out:
 	if (rc != FV_OK || !out)
 		fv__serve_config_clear(&cfg);

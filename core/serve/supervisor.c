@@ -999,7 +999,9 @@ void fv__supervisor_stop(struct serve_supervisor *sup)
 	quiesce_workers(sup->gen);
 	for (gen = sup->retiring; gen; gen = gen->next)
 		quiesce_workers(gen);
-	deadline = now_seconds() + (double)sup->gen->cfg.upstream_timeout_ms / 1e3 + 3.0;
+	deadline = now_seconds() + (double)(sup->gen->cfg.upstream_timeout_ms +
+	                                    (sup->gen->cfg.media ? sup->gen->cfg.media->timeout_ms
+	                                                         : 0)) / 1e3 + 3.0;
 	for (;;) {
 		int left = 0;
 		pid_t pid;

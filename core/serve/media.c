@@ -329,6 +329,14 @@ size_t fv__media_find(json_object *root, json_object **found, size_t max)
 	return count;
 }
 
+int fv__media_take(fv_media **out, json_object *obj)
+{
+	int rc = fv__media_open_object(out, obj);
+
+	set_status(obj, NULL);
+	return rc;
+}
+
 /* ---- Downloading, verifying, decrypting ---- */
 
 struct serve_media {
@@ -536,9 +544,7 @@ static void file_start(struct media_file *f, double deadline)
 	char entry[RESOLVE_MAX_ADDRS * RESOLVE_ADDR_MAX + MEDIA_HOST_MAX + 16];
 	int rc;
 
-	rc = fv__media_open_object(&f->media, f->obj);
-	set_status(f->obj, NULL);
-	if (rc != FV_OK) {
+	if ((rc = fv__media_take(&f->media, f->obj)) != FV_OK) {
 		file_failed(f, fv_error_last()->message);
 		return;
 	}

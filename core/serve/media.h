@@ -95,9 +95,12 @@ FV_INTERNAL int fv__media_upstream_call(void *arg, const char *key_name, const c
                                         size_t request_len, long *http_status,
                                         char **response, size_t *response_len);
 
-/* Find the media objects of a decrypted request, take their keys out and
- * replace each encryption_metadata with a placeholder (exposed for the fuzz
- * target). Returns how many (at most `max`); each *found[i] is owned by root. */
+/* The media objects (those with an encryption_metadata) under the
+ * request's "data", at most `max` (owned by root); any beyond are wiped and
+ * marked failed at once. */
 FV_INTERNAL size_t fv__media_find(json_object *root, json_object **found, size_t max);
+/* A verifier for one found object, whose encryption_metadata is then wiped
+ * and replaced by null (also when the object is refused). */
+FV_INTERNAL int fv__media_take(fv_media **out, json_object *obj);
 
 #endif

@@ -53,7 +53,7 @@ struct resolve_request {
 
 struct resolve_reply {
 	uint32_t id;
-	uint32_t status;             /* FV_OK, or the fv status of the refusal */
+	int32_t status;              /* FV_OK, or the fv status (negative) of the refusal */
 	uint32_t count;
 	char addrs[RESOLVE_MAX_ADDRS][RESOLVE_ADDR_MAX];
 	char text[200];              /* why not */

@@ -196,12 +196,24 @@ ADMIN=$(flow_free_port)
 flow_config "$T/none.json" "{\"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"off\", \"keys\": [\"current\"],
   \"app_secrets\": [\"env:APP_SECRET\"], \"upstream\": \"http://127.0.0.1:$UP/logic\", \"threads\": 4,
   \"isolation\": \"none\", \"upstream_timeout_ms\": 5000,
-  \"media\": {\"allowed_hosts\": [\"localhost\"], \"timeout_ms\": 2500, \"ca_file\": \"ca.pem\"}}"
+  \"media\": {\"allowed_hosts\": [\"localhost\"], \"timeout_ms\": 2500, \"ca_file\": \"ca.pem\",
+              \"max_file_bytes\": 200000, \"max_total_bytes\": 200000}}"
 serve_start "$T/none.json" "$PORT"
 payload2=$(jq -nc --argjson d "$(jq -s . "$T/m/doc.json" "$T/m/t-mac.json")" \
 	'{version: "3.0", action: "data_exchange", screen: "UPLOAD", flow_token: "t4", data: {document_picker: $d}}')
 post --url "$URL" --pub "$T/current.pub" --secret "$APP_SECRET" --payload "$payload2"
 expect_field status 200
 [ "$(jq -r '[.response.data.files[].status] | join(",")' <<<"$OUT")" = ok,failed ] || fail "isolation none: $OUT"
-serve_stop
 pass "isolation \"none\" handles media the same way"
+
+# Two 150000-byte files against max_total_bytes 200000: one arrives, the
+# other is refused (which one depends on who finishes first).
+jq '.media_id = "photo-again"' "$T/m/photo.json" >"$T/m/photo-again.json"
+payload3=$(jq -nc --argjson p "$(jq -s . "$T/m/photo.json" "$T/m/photo-again.json")" \
+	'{version: "3.0", action: "data_exchange", screen: "UPLOAD", flow_token: "t5", data: {photo_picker: $p}}')
+post --url "$URL" --pub "$T/current.pub" --secret "$APP_SECRET" --payload "$payload3"
+expect_field status 200
+[ "$(jq -r '[.response.data.files[].status] | sort | join(",")' <<<"$OUT")" = failed,ok ] || fail "max_total_bytes: $OUT"
+jq -r '.response.data.files[].reason // empty' <<<"$OUT" | grep -q "max_total_bytes" || fail "max_total_bytes not named: $OUT"
+serve_stop
+pass "files beyond max_total_bytes are refused, the others arrive"

@@ -542,9 +542,8 @@ static void file_start(struct media_file *f, double deadline)
 	const char *name;
 	size_t i, j = 0;
 	char entry[RESOLVE_MAX_ADDRS * RESOLVE_ADDR_MAX + MEDIA_HOST_MAX + 16];
-	int rc;
 
-	if ((rc = fv__media_take(&f->media, f->obj)) != FV_OK) {
+	if (fv__media_take(&f->media, f->obj) != FV_OK) {
 		file_failed(f, fv_error_last()->message);
 		return;
 	}
@@ -572,7 +571,7 @@ static void file_start(struct media_file *f, double deadline)
 		file_failed(f, "no time left for the download (serve.media.timeout_ms)");
 		return;
 	}
-	if ((rc = fv__media_download_new(&f->dl, f->media, &opt, sink, f)) != FV_OK) {
+	if (fv__media_download_new(&f->dl, f->media, &opt, sink, f) != FV_OK) {
 		file_failed(f, fv_error_last()->message);
 		return;
 	}

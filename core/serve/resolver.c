@@ -91,8 +91,9 @@ static void answer(struct client *c)
 		goto send;
 	}
 	memset(&hints, 0, sizeof(hints));
+	/* No AI_ADDRCONFIG: it asks the kernel over netlink, which a unit's
+	 * RestrictAddressFamilies= may forbid; libcurl tries every address. */
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_ADDRCONFIG;
 	err = getaddrinfo(q.host, q.port, &hints, &res);
 	if (err != 0 || !res) {
 		r.status = FV_ERR_BACKEND;

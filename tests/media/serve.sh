@@ -46,8 +46,8 @@ media() {
 }
 media photo "$T/photo.jpg" photo.enc "../../etc/IMG 5237.jpg"
 media doc "$T/doc.txt" doc.enc "notes.txt"
-media outside "$T/photo.jpg" photo.enc "a.jpg"
-jq --arg u "https://127.0.0.1:$CDN/photo.enc" '.cdn_url = $u' "$T/m/outside.json" >"$T/x" && mv "$T/x" "$T/m/outside.json"
+media outside "$T/photo.jpg" outside.enc "a.jpg"
+jq --arg u "https://127.0.0.1:$CDN/outside.enc" '.cdn_url = $u' "$T/m/outside.json" >"$T/x" && mv "$T/x" "$T/m/outside.json"
 media elsewhere "$T/photo.jpg" photo.enc "b.jpg"
 jq '.cdn_url = "https://mmg.whatsapp.net.evil.invalid/photo.enc"' "$T/m/elsewhere.json" >"$T/x" && mv "$T/x" "$T/m/elsewhere.json"
 media redirect "$T/photo.jpg" redirect "c.jpg"
@@ -189,6 +189,24 @@ post --url "$URL" --pub "$T/current.pub" --secret "$APP_SECRET" --payload "$smal
 expect_field status 200
 [ "$(jq -r '.response.data.files[0].status' <<<"$OUT")" = ok ] || fail "after a resolver restart: $OUT"
 pass "a new resolver process serves the workers after the old one was killed"
+
+# A reload applies a new allowlist: the new workers get their own resolver
+# connection (localhost), and an address literal needs no lookup.
+flow_config "$T/config.json" "{$base, \"workers\": 2, \"upstream_timeout_ms\": 5000,
+  \"media\": {\"allowed_hosts\": [\"localhost\", \"127.0.0.1\"], \"max_file_bytes\": 200000,
+              \"timeout_ms\": 2500, \"ca_file\": \"ca.pem\"}}"
+kill -HUP "$SERVE_PID"
+for ((i = 0; i < 100; i++)); do
+	grep -q "reloaded: generation 2" "$T/serve.log" && break
+	sleep 0.1
+done
+grep -q "reloaded: generation 2" "$T/serve.log" || fail "no reload: $(tail -5 "$T/serve.log")"
+both=$(jq -nc --argjson d "$(jq -s . "$T/m/doc.json" "$T/m/outside.json")" \
+	'{version: "3.0", action: "data_exchange", screen: "UPLOAD", flow_token: "t6", data: {document_picker: $d}}')
+post --url "$URL" --pub "$T/current.pub" --secret "$APP_SECRET" --payload "$both"
+expect_field status 200
+[ "$(jq -r '[.response.data.files[].status] | join(",")' <<<"$OUT")" = ok,ok ] || fail "after the reload: $OUT"
+pass "a reload applies the new allowed_hosts (a host by name through the resolver, an address literal)"
 serve_stop
 
 # -- isolation "none": libcurl resolves and reads ca_file in the one process. --

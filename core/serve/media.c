@@ -363,7 +363,7 @@ struct media_file {
 	unsigned char sha256[32];
 	uint64_t size;
 	char filename[129];
-	char part[16];
+	char part[32];               /* "media-N" */
 };
 
 struct media_request {

@@ -1,8 +1,8 @@
 /*
  * flowvault doctor: check a whole installation and say what to fix: the
  * configuration, the plugins, every key (a real decryption), the Graph API
- * token, every number's registered key, the serve settings, an unfinished
- * rotation.
+ * token, every number's registered key, the serve settings, the other
+ * nodes (serve.nodes), an unfinished rotation.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -499,9 +499,94 @@ static void check_serve(struct doctor *d, fv_context *ctx, struct key_state *key
 		}
 		fv_free(path);
 	}
+	if (fv_context_serve_admin_insecure(ctx))
+		item(d, CHECK_WARN, 0, "serve", "serve.admin_insecure",
+		     "is true: the admin listener (/healthz, /metrics) is reachable from other "
+		     "machines without TLS or without a token",
+		     "set serve.admin_cert, serve.admin_key and serve.admin_token, then remove "
+		     "\"admin_insecure\"");
 	if (!problems)
 		item(d, CHECK_OK, 0, "serve", NULL,
 		     "keys open, app secrets resolve, TLS files readable", NULL);
+}
+
+/* Each node of serve.nodes: reachable, authenticated, holding every key of
+ * serve.keys (with this machine's fingerprint) as ok. */
+static void check_nodes(struct doctor *d, fv_context *ctx, const struct key_state *keys,
+                        size_t n)
+{
+	fv_node_status *nodes = NULL;
+	size_t count = 0, i, k, j;
+
+	if (!fv_context_has_serve(ctx))
+		return;
+	if (fv_nodes_query(&nodes, &count, ctx) != FV_OK) {
+		failf(d, fv_error_last()->status, "nodes", "serve.nodes",
+		      "fix serve.nodes, serve.nodes_ca or serve.admin_token");
+		return;
+	}
+	for (i = 0; i < count; i++) {
+		const fv_node_status *node = &nodes[i];
+		json_object *o, *list;
+		char msg[1200], fix[600] = "", held[700] = "";
+		size_t used = 0;
+		int ok = node->error == NULL;
+
+		for (k = 0; k < node->key_count && used < sizeof(held); k++)
+			used += (size_t)snprintf(held + used, sizeof(held) - used, "%s%s (%s, %.16s)",
+			                         k ? ", " : "", node->keys[k].name,
+			                         node->keys[k].ok ? "ok" : "unavailable",
+			                         node->keys[k].fingerprint[0] ? node->keys[k].fingerprint
+			                                                       : "no fingerprint");
+		if (node->error) {
+			snprintf(msg, sizeof(msg), "%s", node->error);
+			snprintf(fix, sizeof(fix), "%s", !node->reachable
+			         ? "start flowvault serve on that node, or check the address, TLS "
+			           "(serve.nodes_ca) and firewall"
+			         : !node->authenticated
+			         ? "give that node the same serve.admin_token"
+			         : "point serve.nodes at the node's serve.admin_listen");
+		} else {
+			snprintf(msg, sizeof(msg), "generation %ld; keys: %s", node->generation,
+			         node->key_count ? held : "none");
+			for (k = 0; k < fv_context_serve_key_count(ctx) && ok; k++) {
+				const char *name = fv_context_serve_key(ctx, k);
+				const fv_node_key *nk = fv_node_find_key(node, name);
+
+				for (j = 0; j < n && strcmp(keys[j].name, name) != 0; j++)
+					;
+				if (!nk || !nk->ok ||
+				    (j < n && keys[j].ok && strcmp(nk->fingerprint, keys[j].fingerprint) != 0)) {
+					ok = 0;
+					snprintf(msg, sizeof(msg), "%s key %s of serve.keys (generation %ld; "
+					         "keys: %s)", !nk ? "lacks" : !nk->ok ? "cannot decrypt with"
+					         : "holds another", name, node->generation,
+					         node->key_count ? held : "none");
+					snprintf(fix, sizeof(fix), "distribute this configuration to that node "
+					         "and reload flowvault serve there (systemctl reload, or SIGHUP)");
+				}
+			}
+		}
+		o = item(d, ok ? CHECK_OK : CHECK_FAIL, EXIT_FAILURE_OTHER, "nodes", node->url, msg,
+		         ok ? NULL : fix);
+		json_object_object_add(o, "reachable", json_object_new_boolean(node->reachable));
+		json_object_object_add(o, "authenticated",
+		                       json_object_new_boolean(node->authenticated));
+		json_object_object_add(o, "generation", node->generation >= 0
+		                       ? json_object_new_int64(node->generation) : NULL);
+		list = json_object_new_array();
+		for (k = 0; k < node->key_count; k++) {
+			json_object *key = json_object_new_object();
+
+			json_object_object_add(key, "name", json_object_new_string(node->keys[k].name));
+			json_object_object_add(key, "fingerprint",
+			                       json_object_new_string(node->keys[k].fingerprint));
+			json_object_object_add(key, "ok", json_object_new_boolean(node->keys[k].ok));
+			json_object_array_add(list, key);
+		}
+		json_object_object_add(o, "keys", list);
+	}
+	fv_nodes_free(nodes, count);
 }
 
 static void check_rotation(struct doctor *d, fv_context *ctx)
@@ -584,6 +669,7 @@ static int run_doctor(struct cli *cli, int argc, char **argv)
 		check_keys(&d, ctx, keys, n);
 		check_graph(&d, ctx, keys, n);
 		check_serve(&d, ctx, keys, n);
+		check_nodes(&d, ctx, keys, n);
 		check_rotation(&d, ctx);
 	}
 	if (cli->json) {
@@ -623,6 +709,8 @@ const struct cli_command cli_cmd_doctor = {
 		"            configured WABA) holds its key with status VALID, and, when\n"
 		"            there is a serve section, a key that serve.keys lists\n"
 		"  serve     serve.keys open, serve.app_secrets resolve, TLS files readable\n"
+		"  nodes     each node of serve.nodes answers /healthz (TLS, admin_token) and\n"
+		"            holds every key of serve.keys, with its fingerprint, as ok\n"
 		"  rotation  no rotation is left unfinished before its switch\n"
 		"A check that cannot apply (no graph or serve section) is skipped. Secrets\n"
 		"are resolved as the other commands do: a \"prompt\" reference asks.\n"
@@ -634,6 +722,6 @@ const struct cli_command cli_cmd_doctor = {
 		"Exit codes: 0 when every check passes; otherwise the exit code of the first\n"
 		"failed check: 2 configuration, plugin or secret; 3 key backend; 4 Graph API;\n"
 		"5 a number without its key as VALID, or with a key serve does not hold;\n"
-		"1 an unfinished rotation.\n",
+		"1 an unfinished rotation, or a node unreachable or lacking a key.\n",
 	.run = run_doctor,
 };

@@ -5,8 +5,8 @@ usage: config/gen-schema.py [SOURCE_DIR] > config/flowvault.schema.json
 
 The field names come from the C sources: top_level_fields and
 host_key_fields (core/config.c), graph_fields (core/graph.c), serve_fields
-(core/serve_config.c), media_fields (core/serve/media.c) and each plugin's fv_config_field table
-(plugins/*/*.c: name, type, flags, help). Types and descriptions of the
+(core/serve_config.c), media_fields (core/serve/media.c) and each plugin's
+fv_config_field table (plugins/*/*.c: name, type, flags, help). Types and descriptions of the
 host's own fields are below; a field the sources have and this file does not
 describe stops the generator, so the schema cannot fall behind the parser.
 tests/cli/schema.sh regenerates the schema and compares.
@@ -77,6 +77,16 @@ HOST = {
         "user": {"type": "string", "description": "the user the HTTP workers run as"},
         "pid_file": {"type": "string"},
         "log_format": {"enum": ["text", "json"]},
+        "admin_token": {"type": "string", "pattern": "^(env:[A-Za-z_][A-Za-z0-9_]*|file:.+)$",
+                        "description": "Bearer token every admin request needs (env: or file:)"},
+        "admin_cert": {"type": "string", "description": "TLS certificate of the admin listener (PEM)"},
+        "admin_key": {"type": "string", "description": "TLS private key of the admin listener (PEM)"},
+        "admin_insecure": {"type": "boolean",
+                           "description": "allow a non-loopback admin_listen without TLS and token (unsafe)"},
+        "nodes": {"type": "array", "maxItems": 64,
+                  "items": {"type": "string", "pattern": "^https?://"},
+                  "description": "admin URLs of every node serving Flows, asked by rotate and doctor"},
+        "nodes_ca": {"type": "string", "description": "CA file verifying the nodes (default: the system's)"},
         "media": None,  # built below
     },
     "media": {

@@ -19,7 +19,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
-#include "internal.h"
+#include "serve_internal.h"
 
 #ifndef FLOWVAULT_VERSION_STRING
 #define FLOWVAULT_VERSION_STRING FLOWVAULT_VERSION
@@ -158,4 +158,20 @@ char *fv_context_serve_tls_file(const fv_context *ctx, int want_key)
 
 	return json_object_is_type(v, json_type_string)
 	               ? fv__config_resolve_path(ctx, json_object_get_string(v)) : NULL;
+}
+
+int fv_context_serve_admin_insecure(const fv_context *ctx)
+{
+	struct serve_config cfg;
+	int insecure;
+
+	memset(&cfg, 0, sizeof(cfg));
+	if (!ctx || !ctx->serve || fv__serve_config_parse(&cfg, ctx->serve, "serve", ctx) != FV_OK) {
+		fv_error_clear();
+		return 0;
+	}
+	insecure = cfg.admin_insecure && cfg.admin_listen && !fv__host_is_loopback(cfg.admin_host) &&
+	           !(cfg.admin_cert_path && cfg.admin_token);
+	fv__serve_config_clear(&cfg);
+	return insecure;
 }

@@ -844,21 +844,21 @@ out:
 
 /* How long a serve may take to report the new serve.keys after SIGHUP. */
 #define SERVE_RELOAD_SECONDS 30
-/* Where serve's admin listener is when serve.admin_listen is not written. */
-#define SERVE_ADMIN_DEFAULT "127.0.0.1:9464"
 
 /*
- * Where a serve on this machine answers /healthz and how to reload it.
- * serve.admin_listen and serve.pid_file are read from the configuration's
- * JSON here, the one place rotate looks at them, so that rotate works with a
- * serve that has an admin listener and a reload and with one that has not:
- * the Flows listener is asked first; when it answers 404 (its /healthz moved
- * to the admin listener) the admin listener is asked.
+ * Where a serve on this machine answers /healthz and how to reload it, from
+ * the serve section (serve.admin_listen with its TLS and token,
+ * serve.pid_file), so that rotate works with a serve that has an admin
+ * listener and a reload and with one that has not: the Flows listener is
+ * asked first; when it answers 404 (its /healthz moved to the admin
+ * listener) the admin listener is asked.
  */
 struct serve_local {
 	char urls[2][512];
 	size_t url_count;
-	char *cafile;               /* serve's certificate, for an https listener */
+	const char *ca[2];          /* what verifies each listener's certificate */
+	char *token;                /* serve.admin_token, for the admin listener */
+	size_t token_len;
 	char pid_file[PATH_MAX];
 	long pid;                   /* a running process named by pid_file, or 0 */
 	char **want;                /* serve.keys as configured, in order */
@@ -868,6 +868,7 @@ struct serve_local {
 
 static void serve_local_clear(struct serve_local *sl)
 {
+	fv_secret_free(sl->token, sl->token_len);
 	fv__serve_config_clear(&sl->sc);
 	memset(sl, 0, sizeof(*sl));
 }
@@ -890,9 +891,18 @@ static long pid_file_read(const char *path)
 	return kill((pid_t)pid, 0) == 0 ? pid : 0;
 }
 
+/* http(s)://HOST:PORT/healthz for a listening address (a wildcard is asked
+ * on loopback). */
+static void local_url(char *buf, size_t len, int https, const char *host, unsigned int port)
+{
+	host = strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1" : strcmp(host, "::") == 0 ? "::1" : host;
+	snprintf(buf, len, "%s://%s%s%s:%u/healthz", https ? "https" : "http",
+	         strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port);
+}
+
 static int serve_local_find(struct serve_local *sl, fv_context *cur)
 {
-	const char *host, *admin, *pidf;
+	const char *pidf;
 
 	memset(sl, 0, sizeof(*sl));
 	if (!cur->serve)
@@ -901,49 +911,26 @@ static int serve_local_find(struct serve_local *sl, fv_context *cur)
 		return -1;
 	sl->want = sl->sc.keys;
 	sl->want_count = sl->sc.key_count;
-	sl->cafile = sl->sc.cert_path;
-	host = strcmp(sl->sc.host, "0.0.0.0") == 0 ? "127.0.0.1"
-	     : strcmp(sl->sc.host, "::") == 0 ? "::1" : sl->sc.host;
-	snprintf(sl->urls[sl->url_count++], sizeof(sl->urls[0]), "%s://%s%s%s:%u/healthz",
-	         sl->sc.cert_path ? "https" : "http", strchr(host, ':') ? "[" : "", host,
-	         strchr(host, ':') ? "]" : "", sl->sc.port);
-	admin = jstr(cur->serve, "admin_listen");
-	if (!admin)
-		admin = SERVE_ADMIN_DEFAULT;
-	if (strcmp(admin, "off") != 0)
-		snprintf(sl->urls[sl->url_count++], sizeof(sl->urls[0]), "http://%s/healthz", admin);
-	if ((pidf = jstr(cur->serve, "pid_file")) != NULL) {
-		char dir[PATH_MAX];
-
-		snprintf(dir, sizeof(dir), "%s", fv_context_config_path(cur) ?
-		         fv_context_config_path(cur) : ".");
-		if (pidf[0] == '/')
-			snprintf(sl->pid_file, sizeof(sl->pid_file), "%s", pidf);
-		else
-			snprintf(sl->pid_file, sizeof(sl->pid_file), "%s/%s", dirname(dir), pidf);
+	/* serve's own certificate is the trust anchor (self-signed is common). */
+	sl->ca[sl->url_count] = sl->sc.cert_path;
+	local_url(sl->urls[sl->url_count++], sizeof(sl->urls[0]), sl->sc.cert_path != NULL,
+	          sl->sc.host, sl->sc.port);
+	if (sl->sc.admin_listen) {
+		sl->ca[sl->url_count] = sl->sc.nodes_ca ? sl->sc.nodes_ca : sl->sc.admin_cert_path;
+		local_url(sl->urls[sl->url_count++], sizeof(sl->urls[0]),
+		          sl->sc.admin_cert_path != NULL, sl->sc.admin_host, sl->sc.admin_port);
+		if (sl->sc.admin_token &&
+		    fv_secret_resolve(&sl->token, &sl->token_len, sl->sc.admin_token,
+		                      "serve.admin_token") != FV_OK) {
+			serve_local_clear(sl);
+			return -1;
+		}
+	}
+	if ((pidf = sl->sc.pid_file) != NULL) {
+		snprintf(sl->pid_file, sizeof(sl->pid_file), "%s", pidf);
 		sl->pid = pid_file_read(sl->pid_file);
 	}
 	return 1;
-}
-
-struct probe_body {
-	char *data;
-	size_t len;
-};
-
-static size_t probe_write(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-	struct probe_body *b = arg;
-	size_t n = size * nmemb;
-	char *grown;
-
-	if (b->len + n > 65536 || !(grown = realloc(b->data, b->len + n + 1)))
-		return 0;
-	b->data = grown;
-	memcpy(b->data + b->len, ptr, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-	return n;
 }
 
 enum { HEALTHZ_NONE, HEALTHZ_UNREADABLE, HEALTHZ_OK };
@@ -963,50 +950,39 @@ static int healthz_get(struct serve_local *sl, json_object **names, char *url, s
 	*names = NULL;
 	snprintf(url, url_len, "%s", sl->urls[0]);
 	for (u = 0; u < sl->url_count; u++) {
-		struct probe_body body = { 0 };
+		struct node_answer a;
 		json_object *doc, *keys, *list;
-		CURL *curl = curl_easy_init();
-		CURLcode cc;
-		long http = 0;
 		size_t i;
 
-		if (!curl)
-			return fv__error_nomem(), HEALTHZ_UNREADABLE;
 		snprintf(url, url_len, "%s", sl->urls[u]);
-		curl_easy_setopt(curl, CURLOPT_URL, url);
-		curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
-		curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
-		curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, probe_write);
-		curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-		/* serve's own certificate is the trust anchor (self-signed is common). */
-		if (u == 0 && sl->cafile)
-			curl_easy_setopt(curl, CURLOPT_CAINFO, sl->cafile);
-		cc = curl_easy_perform(curl);
-		if (cc == CURLE_OK)
-			curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &http);
-		curl_easy_cleanup(curl);
-		if (cc == CURLE_COULDNT_CONNECT) {
-			free(body.data);
+		if (fv__node_get(&a, url, sl->ca[u], u > 0 ? sl->token : NULL) != FV_OK)
+			return HEALTHZ_UNREADABLE;
+		if (a.result == NODE_REFUSED) {
+			fv__node_answer_clear(&a);
 			/* The admin listener is only asked after the Flows listener
 			 * answered without /healthz. */
 			return HEALTHZ_NONE;
 		}
-		if (cc == CURLE_OK && http == 404 && u + 1 < sl->url_count) {
-			free(body.data);
+		if (a.result == NODE_ANSWERED && a.http_status == 404 && u + 1 < sl->url_count) {
+			fv__node_answer_clear(&a);
 			continue;
 		}
-		doc = cc == CURLE_OK && (http == 200 || http == 503) && body.data
-		    ? json_tokener_parse(body.data) : NULL;
-		free(body.data);
+		doc = a.result == NODE_ANSWERED && (a.http_status == 200 || a.http_status == 503) &&
+		      a.body ? json_tokener_parse(a.body) : NULL;
 		keys = jget(doc, "keys");
 		if (!keys || !(json_object_is_type(keys, json_type_object) ||
 		               json_object_is_type(keys, json_type_array))) {
-			snprintf(why, why_len, "%s", cc != CURLE_OK ? curl_easy_strerror(cc)
-			                                             : "unexpected answer");
+			if (a.result != NODE_ANSWERED)
+				snprintf(why, why_len, "%s", a.why);
+			else if (a.http_status == 401)
+				snprintf(why, why_len, "HTTP 401: it wants serve.admin_token");
+			else
+				snprintf(why, why_len, "unexpected answer");
+			fv__node_answer_clear(&a);
 			json_object_put(doc);
 			return HEALTHZ_UNREADABLE;
 		}
+		fv__node_answer_clear(&a);
 		list = json_object_new_array();
 		if (json_object_is_type(keys, json_type_object)) {
 			json_object_object_foreach(keys, name, v) {
@@ -1092,7 +1068,7 @@ static int serve_sync(struct fv_rotation *r, fv_context *cur, const char *need)
 {
 	struct serve_local sl;
 	json_object *names = NULL;
-	char url[512], why[128] = "";
+	char url[512], why[300] = "";
 	int found, rc = FV_OK, hz;
 	double waited = 0;
 
@@ -1155,6 +1131,69 @@ static int serve_sync(struct fv_rotation *r, fv_context *cur, const char *need)
 /* Which key a registration pass moves numbers to: NAME (the rotation,
  * --finish) or KEY again (--abort). */
 enum pass_kind { PASS_NEW, PASS_RESTORE };
+
+/*
+ * Every node of serve.nodes must list key `name` with fingerprint `fp` as
+ * ok before a phone number moves to it: WhatsApp's requests for that number
+ * may reach any node, and one without the key answers 421. Nothing is
+ * changed here; what to do is said per kind of run.
+ */
+static int nodes_sync(struct fv_rotation *r, fv_context *cur, int kind, const char *name,
+                      const char *fp)
+{
+	fv_node_status *nodes = NULL;
+	size_t count = 0, i, bad = 0, used = 0;
+	char first[768] = "", others[512] = "", retry[128];
+
+	if (fv_nodes_query(&nodes, &count, cur) != FV_OK)
+		return fv__error_prefix("serve.nodes: cannot ask the nodes; no phone number was moved");
+	for (i = 0; i < count; i++) {
+		const fv_node_status *n = &nodes[i];
+		const fv_node_key *k = fv_node_find_key(n, name);
+		char why[600];
+
+		if (n->error)
+			snprintf(why, sizeof(why), "%s", n->error);
+		else if (!k)
+			snprintf(why, sizeof(why), "does not list key %s (generation %ld, %zu key%s)",
+			         name, n->generation, n->key_count, n->key_count == 1 ? "" : "s");
+		else if (!k->fingerprint[0])
+			snprintf(why, sizeof(why), "lists key %s without its fingerprint", name);
+		else if (strcmp(k->fingerprint, fp) != 0)
+			snprintf(why, sizeof(why), "lists key %s with fingerprint %.16s..., not %.16s...: "
+			         "its configuration names another key %s", name, k->fingerprint, fp, name);
+		else if (!k->ok)
+			snprintf(why, sizeof(why), "lists key %s as unavailable (it cannot decrypt with "
+			         "it: read that node's log)", name);
+		else {
+			fv__log(FV_LOG_INFO, "rotate: node %s holds key %s (generation %ld)", n->url,
+			        name, n->generation);
+			continue;
+		}
+		fv__log(FV_LOG_WARNING, "rotate: node %s: %s", n->url, why);
+		if (!bad++)
+			snprintf(first, sizeof(first), "%s %s", n->url, why);
+		else if (used < sizeof(others))
+			used += (size_t)snprintf(others + used, sizeof(others) - used, "%s%s",
+			                         used ? ", " : "; also ", n->url);
+	}
+	fv_nodes_free(nodes, count);
+	if (!bad)
+		return FV_OK;
+	if (kind == PASS_RESTORE)
+		snprintf(retry, sizeof(retry), "flowvault rotate --abort");
+	else if (r->state == FV_ROTATION_SWITCHED)
+		snprintf(retry, sizeof(retry), "flowvault rotate --finish %s", r->new_name);
+	else
+		snprintf(retry, sizeof(retry), "flowvault rotate --resume");
+	return fv__error_set(FV_ERR_GENERIC,
+		"%zu of %zu serve.nodes do not serve key %s yet: %s%s; make sure flowvault serve "
+		"runs there and is reachable, distribute the configuration (%s) to %s, reload "
+		"flowvault serve there (systemctl reload, or SIGHUP), then run %s; no phone number "
+		"was moved", bad, count, name, first, others, r->config_path,
+		bad == 1 ? "that node" : "those nodes", retry);
+}
+
 
 static unsigned char *pass_done(struct fv_rotation *r, int kind)
 {
@@ -1374,7 +1413,9 @@ static int move_numbers(struct fv_rotation *r, fv_context *cur, int kind, const 
 		pending += !done_flags[i] && !(unread && unread[i]);
 	rc = FV_OK;
 	failed = 0;
-	if (pending && (rc = serve_sync(r, cur, name)) != FV_OK)
+	/* This machine's serve first (it may need a reload), then every node. */
+	if (pending && ((rc = serve_sync(r, cur, name)) != FV_OK ||
+	                (rc = nodes_sync(r, cur, kind, name, fp)) != FV_OK))
 		goto out;
 	if (pending) {
 		if ((rc = progress(r, r->target_count - pending, r->target_count,

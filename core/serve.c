@@ -169,6 +169,7 @@ static int single_new(fv_server *srv)
 	srv->http.health_arg = srv;
 	srv->http.tls_cert = gen->tls_cert;
 	srv->http.tls_key = gen->tls_key;
+	fv__admin_http_setup(&srv->http, gen);
 	return FV_OK;
 }
 

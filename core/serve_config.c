@@ -2,10 +2,14 @@
  * The "serve" section of the configuration: every field checked, unknown
  * fields refused, errors naming the JSON path.
  */
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
 
 #include "serve_internal.h"
 #include "serve/media.h"
@@ -14,15 +18,19 @@ static const char *const serve_fields[] = {
 	"listen", "admin_listen", "cert", "key", "path", "keys", "app_secrets",
 	"allow_unsigned", "upstream", "upstream_timeout_ms", "max_body_bytes",
 	"max_connections", "request_timeout_s", "threads", "isolation", "workers",
-	"user", "pid_file", "log_format", "media", NULL
+	"user", "pid_file", "log_format", "admin_token", "admin_cert", "admin_key",
+	"admin_insecure", "nodes", "nodes_ca", "media", NULL
 };
+
+/* serve.nodes entries at most: rotate and doctor ask each one in turn. */
+#define MAX_NODES 64
 
 #define MAX_APP_SECRETS 2
 
 /* "listen, admin_listen, ...": for the unknown-field message. */
 static const char *known_fields(void)
 {
-	static char list[512];
+	static char list[640];
 	size_t i, used = 0;
 
 	if (list[0])
@@ -33,10 +41,17 @@ static const char *known_fields(void)
 	return list;
 }
 
-void fv__serve_config_clear(struct serve_config *cfg)
+static void free_list(char **list, size_t count)
 {
 	size_t i;
 
+	for (i = 0; list && i < count; i++)
+		free(list[i]);
+	free(list);
+}
+
+void fv__serve_config_clear(struct serve_config *cfg)
+{
 	if (!cfg)
 		return;
 	free(cfg->listen);
@@ -46,15 +61,16 @@ void fv__serve_config_clear(struct serve_config *cfg)
 	free(cfg->cert_path);
 	free(cfg->key_path);
 	free(cfg->path);
-	for (i = 0; cfg->keys && i < cfg->key_count; i++)
-		free(cfg->keys[i]);
-	free(cfg->keys);
-	for (i = 0; cfg->app_secrets && i < cfg->app_secret_count; i++)
-		free(cfg->app_secrets[i]);
-	free(cfg->app_secrets);
+	free_list(cfg->keys, cfg->key_count);
+	free_list(cfg->app_secrets, cfg->app_secret_count);
 	free(cfg->upstream);
 	free(cfg->user);
 	free(cfg->pid_file);
+	free(cfg->admin_token);
+	free(cfg->admin_cert_path);
+	free(cfg->admin_key_path);
+	free_list(cfg->nodes, cfg->node_count);
+	free(cfg->nodes_ca);
 	fv__media_config_free(cfg->media);
 	memset(cfg, 0, sizeof(*cfg));
 }
@@ -172,9 +188,7 @@ static int string_list(char ***out, size_t *count, json_object *v, const char *w
 			rc = fv__error_nomem();
 	}
 	if (rc != FV_OK) {
-		for (i = 0; list && i < n; i++)
-			free(list[i]);
-		free(list);
+		free_list(list, n);
 		return rc;
 	}
 	if (out) {
@@ -203,6 +217,157 @@ static int check_keys_exist(const struct serve_config *cfg, json_object *keys,
 				name, used ? known : "none");
 	}
 	return FV_OK;
+}
+
+int fv__host_is_loopback(const char *host)
+{
+	unsigned char a[16];
+	static const unsigned char v6_loopback[16] = { [15] = 1 };
+	static const unsigned char v4_mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	if (!host)
+		return 0;
+	if (strcasecmp(host, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, host, a) == 1)
+		return a[0] == 127;
+	if (inet_pton(AF_INET6, host, a) == 1)
+		return memcmp(a, v6_loopback, 16) == 0 ||
+		       (memcmp(a, v4_mapped, 12) == 0 && a[12] == 127);
+	return 0;
+}
+
+/* The host of an http(s) URL without brackets, or NULL. */
+static char *url_host(CURLU *u)
+{
+	char *host = NULL, *copy;
+	size_t len;
+
+	if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+		return NULL;
+	len = strlen(host);
+	copy = host[0] == '[' && len >= 2 ? strndup(host + 1, len - 2) : strdup(host);
+	curl_free(host);
+	return copy;
+}
+
+int fv__node_url_check(const char *url, const char *where)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *part = NULL;
+	int rc = FV_OK, https;
+
+	if (!u)
+		return fv__error_nomem();
+	/* libcurl also takes "https:/host" and "HTTPS://": only the plain form. */
+	if ((strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0) ||
+	    curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0) ||
+	    !(host = url_host(u))) {
+		rc = fv__error_set(FV_ERR_CONFIG, "%s: '%s' is not an https:// URL (for example "
+		                   "\"https://10.0.0.5:9464\", a node's serve.admin_listen)", where, url);
+		goto out;
+	}
+	https = strcmp(scheme, "https") == 0;
+	if (curl_url_get(u, CURLUPART_USER, &part, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_QUERY, &part, 0) == CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_FRAGMENT, &part, 0) == CURLUE_OK ||
+	    (curl_url_get(u, CURLUPART_PATH, &part, 0) == CURLUE_OK && strcmp(part, "/") != 0)) {
+		rc = fv__error_set(FV_ERR_CONFIG, "%s: '%s': give only %s://HOST:PORT, the node's "
+		                   "admin listener (/healthz is added)", where, url, scheme);
+		goto out;
+	}
+	if (!https && !fv__host_is_loopback(host))
+		rc = fv__error_set(FV_ERR_CONFIG, "%s: '%s' is plain HTTP to another machine: its "
+		                   "answer and serve.admin_token would cross the network unprotected; "
+		                   "use https:// (serve.admin_cert and serve.admin_key on that node)",
+		                   where, url);
+out:
+	curl_free(part);
+	curl_free(scheme);
+	free(host);
+	curl_url_cleanup(u);
+	return rc;
+}
+
+/* A path field, absolute against the configuration's directory. */
+static int path_field(char **out, json_object *section, const char *where, const char *field,
+                      const fv_context *ctx)
+{
+	json_object *v;
+	int rc;
+
+	if (!json_object_object_get_ex(section, field, &v))
+		return FV_OK;
+	if ((rc = want_string(v, where, field)) != FV_OK)
+		return rc;
+	*out = ctx ? fv__config_resolve_path(ctx, json_object_get_string(v))
+	           : strdup(json_object_get_string(v));
+	return *out ? FV_OK : fv__error_nomem();
+}
+
+/* admin_token, admin_cert/admin_key, admin_insecure, nodes, nodes_ca. */
+static int parse_admin(struct serve_config *cfg, json_object *section, const char *where,
+                       const fv_context *ctx)
+{
+	char item_where[128];
+	json_object *v;
+	size_t i;
+	int rc;
+
+	if (json_object_object_get_ex(section, "admin_token", &v)) {
+		const char *ref;
+
+		snprintf(item_where, sizeof(item_where), "%s.admin_token", where);
+		if ((rc = want_string(v, where, "admin_token")) != FV_OK ||
+		    (rc = fv__secret_check_field(json_object_get_string(v), item_where)) != FV_OK)
+			return rc;
+		ref = json_object_get_string(v);
+		if (strcmp(ref, "prompt") == 0)
+			return fv__error_set(FV_ERR_CONFIG, "%s: 'prompt' cannot be used: serve reads "
+			                     "the token again at each reload; use env:NAME or file:PATH",
+			                     item_where);
+		cfg->admin_token = ctx ? fv__config_secret_reference(ctx, ref) : strdup(ref);
+		if (!cfg->admin_token)
+			return fv__error_nomem();
+	}
+	if ((rc = path_field(&cfg->admin_cert_path, section, where, "admin_cert", ctx)) != FV_OK ||
+	    (rc = path_field(&cfg->admin_key_path, section, where, "admin_key", ctx)) != FV_OK)
+		return rc;
+	if (!cfg->admin_cert_path != !cfg->admin_key_path)
+		return fv__error_set(FV_ERR_CONFIG,
+			"%s.%s: TLS on the admin listener needs both admin_cert and admin_key",
+			where, cfg->admin_cert_path ? "admin_key" : "admin_cert");
+	if (json_object_object_get_ex(section, "admin_insecure", &v)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return fv__error_set(FV_ERR_CONFIG, "%s.admin_insecure: expected true or false",
+			                     where);
+		cfg->admin_insecure = json_object_get_boolean(v);
+	}
+	if (cfg->admin_listen && !fv__host_is_loopback(cfg->admin_host) &&
+	    !(cfg->admin_cert_path && cfg->admin_token) && !cfg->admin_insecure)
+		return fv__error_set(FV_ERR_CONFIG,
+			"%s.admin_listen: '%s' is reachable from other machines, and /healthz and "
+			"/metrics there would be %s; set serve.admin_cert, serve.admin_key and "
+			"serve.admin_token (e.g. \"file:/etc/flowvault/admin.token\"), or listen on "
+			"127.0.0.1 (\"admin_insecure\": true accepts the risk)", where,
+			cfg->admin_listen, cfg->admin_cert_path ? "open to anyone (no admin_token)"
+			: cfg->admin_token ? "plain HTTP, the token readable on the way (no admin_cert)"
+			: "plain HTTP and open to anyone");
+	if (json_object_object_get_ex(section, "nodes", &v)) {
+		if (json_object_is_type(v, json_type_array) && json_object_array_length(v) > MAX_NODES)
+			return fv__error_set(FV_ERR_CONFIG, "%s.nodes: %zu entries; at most %d", where,
+			                     json_object_array_length(v), MAX_NODES);
+		if ((rc = string_list(&cfg->nodes, &cfg->node_count, v, where, "nodes", 0, 0)) != FV_OK)
+			return rc;
+		for (i = 0; i < cfg->node_count; i++) {
+			snprintf(item_where, sizeof(item_where), "%s.nodes[%zu]", where, i);
+			if ((rc = fv__node_url_check(cfg->nodes[i], item_where)) != FV_OK)
+				return rc;
+		}
+	}
+	return path_field(&cfg->nodes_ca, section, where, "nodes_ca", ctx);
 }
 
 int fv__serve_config_parse(struct serve_config *out, json_object *section,
@@ -277,6 +442,9 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 			SERVE_DEFAULT_ADMIN_LISTEN);
 		goto out;
 	}
+
+	if ((rc = parse_admin(&cfg, section, where, ctx)) != FV_OK)
+		goto out;
 
 	json_object_object_get_ex(section, "cert", &cert);
 	json_object_object_get_ex(section, "key", &key);

@@ -63,6 +63,12 @@ struct serve_config {
 	char *user;                   /* NULL: flowvault, else nobody */
 	char *pid_file;               /* absolute, or NULL */
 	int log_format;               /* enum serve_log_format */
+	char *admin_token;            /* a reference (file: made absolute), or NULL */
+	char *admin_cert_path, *admin_key_path; /* absolute, or NULL for plain HTTP */
+	int admin_insecure;           /* explicit: a non-loopback admin_listen without both */
+	char **nodes;                 /* admin URLs of every node serving Flows */
+	size_t node_count;
+	char *nodes_ca;               /* absolute, or NULL: the system's CAs */
 	struct serve_media_config *media; /* NULL: media objects are forwarded as they are */
 };
 
@@ -75,6 +81,11 @@ FV_INTERNAL void fv__serve_config_clear(struct serve_config *cfg);
  * allow_unsigned says explicitly that they need not be; FV_ERR_CONFIG saying
  * what to add otherwise. `doctor` and `serve` share this rule. */
 FV_INTERNAL int fv__serve_config_signing(const struct serve_config *cfg, const char *where);
+/* 127.0.0.0/8, ::1 (also v4-mapped) or "localhost". */
+FV_INTERNAL int fv__host_is_loopback(const char *host);
+/* A serve.nodes entry: https://HOST[:PORT] (http:// for a loopback host
+ * only), nothing else; errors name `where`. */
+FV_INTERNAL int fv__node_url_check(const char *url, const char *where);
 
 /* One WARNING line per property of the key that weakens it. */
 FV_INTERNAL void fv__serve_key_warnings(fv_key *key);
@@ -90,6 +101,42 @@ FV_INTERNAL char *fv__health_body(int *status, const char *const *names, size_t 
                                   uint32_t ok_mask,
                                   char fingerprints[][FV_FINGERPRINT_HEX_SIZE],
                                   unsigned int generation);
+
+/* ---- nodes.c: the other nodes' admin listeners (serve.nodes) ---- */
+
+#define NODE_HEALTH_MAX_BYTES 65536
+#define NODE_KEY_NAME_MAX 64
+
+struct node_health {
+	int all_ok;                          /* "status": "ok" */
+	unsigned int generation;
+	size_t key_count;
+	struct node_health_key {
+		char name[NODE_KEY_NAME_MAX + 1];
+		char fingerprint[FV_FINGERPRINT_HEX_SIZE]; /* "" when not told */
+		int ok;
+	} keys[SERVE_MAX_KEYS];
+};
+
+/* A /healthz document as serve writes it (fv__health_body), checked
+ * strictly: FV_ERR_GENERIC saying what is wrong otherwise. */
+FV_INTERNAL int fv__node_health_parse(struct node_health *out, const char *body, size_t len);
+
+enum node_result { NODE_ANSWERED = 1, NODE_REFUSED, NODE_FAILED };
+struct node_answer {
+	int result;                          /* enum node_result */
+	long http_status;
+	char *body;                          /* NUL-terminated, at most NODE_HEALTH_MAX_BYTES */
+	size_t len;
+	char why[256];                       /* when not answered */
+};
+/* GET `url` (an admin listener's /healthz): verified TLS against `ca_file`
+ * (NULL: the system's CAs), `token` as Bearer (or none), no redirect
+ * followed, short timeouts. FV_OK unless out of memory; a->result says
+ * what happened. */
+FV_INTERNAL int fv__node_get(struct node_answer *a, const char *url, const char *ca_file,
+                             const char *token);
+FV_INTERNAL void fv__node_answer_clear(struct node_answer *a);
 
 /* ---- serve/listen.c: listening sockets ---- */
 
@@ -252,6 +299,22 @@ FV_INTERNAL int fv__link_unwrap(void *link, unsigned char aes_key[FV_FLOW_AES_KE
 /* FV_OK with the key process's health; FV_ERR_BACKEND when it does not answer. */
 FV_INTERNAL int fv__link_probe(struct keyproc_link *link, struct ipc_probe_reply *out);
 
+/* ---- serve/admin.c: serve.admin_token ---- */
+
+#define ADMIN_DIGEST_BYTES 32     /* SHA-256 */
+
+/* Resolve serve.admin_token into gen's digest (the token itself is wiped). */
+FV_INTERNAL int fv__admin_token_load(struct serve_gen *gen);
+/* 1 when an Authorization header carries the token whose SHA-256 is `digest`. */
+FV_INTERNAL int fv__admin_authorized(const unsigned char digest[ADMIN_DIGEST_BYTES],
+                                     const char *header);
+/* The warning of "admin_insecure": true on a non-loopback admin_listen. */
+FV_INTERNAL void fv__admin_warn(const struct serve_config *cfg);
+struct serve_http;
+/* The admin listener's TLS and token digest from a generation (the http
+ * side keeps its own copy of the digest: the generation's is wiped). */
+FV_INTERNAL void fv__admin_http_setup(struct serve_http *http, const struct serve_gen *gen);
+
 /* ---- serve/http.c: libmicrohttpd, shared by workers and isolation "none" ---- */
 
 struct conn_watch;
@@ -266,6 +329,9 @@ struct serve_http {
 	int (*health)(void *arg, char **body);
 	void *health_arg;
 	const char *tls_cert, *tls_key;
+	const char *admin_tls_cert, *admin_tls_key; /* NULL: plain HTTP */
+	int admin_token_set;      /* every admin request needs the token */
+	unsigned char admin_token_digest[ADMIN_DIGEST_BYTES];
 	struct MHD_Daemon *flows, *admin;
 	unsigned int port, admin_port;
 	atomic_int active;        /* requests between first byte and completion */
@@ -304,6 +370,10 @@ struct serve_gen {
 	size_t *secret_lens;
 	char *tls_cert, *tls_key;
 	size_t tls_key_len;
+	char *admin_tls_cert, *admin_tls_key; /* serve.admin_cert/admin_key, read */
+	size_t admin_tls_key_len;
+	int admin_token_set;
+	unsigned char admin_token_digest[ADMIN_DIGEST_BYTES];
 	char *upstream_resolve;   /* CURLOPT_RESOLVE entry, or NULL */
 	char *ca;                 /* the CA bundle for an https upstream, or NULL */
 	size_t ca_len;

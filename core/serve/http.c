@@ -35,7 +35,7 @@ struct conn_watch {
 
 /* Per request, kept by libmicrohttpd in *req_cls. */
 enum route { ROUTE_FLOWS, ROUTE_HEALTHZ, ROUTE_METRICS, ROUTE_NOT_FOUND,
-             ROUTE_BAD_METHOD, ROUTE_TOO_LARGE, ROUTE_BAD_FRAMING };
+             ROUTE_BAD_METHOD, ROUTE_TOO_LARGE, ROUTE_BAD_FRAMING, ROUTE_UNAUTHORIZED };
 
 struct request {
 	enum route route;
@@ -82,6 +82,9 @@ static enum MHD_Result send_reply(struct serve_http *srv, struct MHD_Connection 
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+		                        "Bearer realm=\"flowvault admin\"");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	/* After ambiguous framing the next request's start is unknown: close. */
 	if (atomic_load(&srv->stopping) || status == MHD_HTTP_BAD_REQUEST)
@@ -188,6 +191,10 @@ static enum MHD_Result answer_simple(struct serve_http *srv, struct MHD_Connecti
 		status = MHD_HTTP_CONTENT_TOO_LARGE;
 		what = "body-too-large";
 		break;
+	case ROUTE_UNAUTHORIZED:
+		status = MHD_HTTP_UNAUTHORIZED;
+		what = "unauthorized";
+		break;
 	default:
 		status = MHD_HTTP_NOT_FOUND;
 		what = "not-found";
@@ -195,6 +202,8 @@ static enum MHD_Result answer_simple(struct serve_http *srv, struct MHD_Connecti
 	}
 	if (!conn_is_admin(srv, conn)) {
 		fv__metrics_request(srv->metrics, (int)status);
+		log_request(srv, conn, req, (int)status, what, NULL);
+	} else if (req->route == ROUTE_UNAUTHORIZED) {
 		log_request(srv, conn, req, (int)status, what, NULL);
 	}
 	return send_reply(srv, conn, status, NULL, 0, NULL);
@@ -395,7 +404,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	return MHD_YES; /* already answered */
 }
 
-/* The admin listener: GET /healthz and /metrics, nothing else. */
+/* The admin listener: GET /healthz and /metrics, nothing else; with
+ * serve.admin_token, only for a request that carries it. */
 static enum MHD_Result on_admin_request(void *cls, struct MHD_Connection *conn,
                                         const char *url, const char *method,
                                         const char *version, const char *upload_data,
@@ -411,7 +421,12 @@ static enum MHD_Result on_admin_request(void *cls, struct MHD_Connection *conn,
 		return MHD_NO; /* nothing here takes a body */
 	memset(&req, 0, sizeof(req));
 	req.started = now_seconds();
-	if (strcmp(url, "/healthz") != 0 && strcmp(url, "/metrics") != 0)
+	if (srv->admin_token_set &&
+	    !fv__admin_authorized(srv->admin_token_digest,
+	                          MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	                                                      MHD_HTTP_HEADER_AUTHORIZATION)))
+		req.route = ROUTE_UNAUTHORIZED;
+	else if (strcmp(url, "/healthz") != 0 && strcmp(url, "/metrics") != 0)
 		req.route = ROUTE_NOT_FOUND;
 	else if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
 	         strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
@@ -457,11 +472,14 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- Life cycle ---- */
 
+/* TLS when cert and key are given (PEM text). */
 static struct MHD_Daemon *start_daemon(struct serve_http *srv, int fd,
                                        MHD_AccessHandlerCallback handler,
-                                       unsigned int threads, int tls)
+                                       unsigned int threads, const char *cert,
+                                       const char *key)
 {
 	unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	int tls = cert && key;
 
 	if (tls)
 		flags |= MHD_USE_TLS;
@@ -476,22 +494,23 @@ static struct MHD_Daemon *start_daemon(struct serve_http *srv, int fd,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->cfg->request_timeout_s,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-		tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
-		MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key,
+		tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert,
+		MHD_OPTION_HTTPS_MEM_KEY, key,
 		MHD_OPTION_END);
 }
 
 int fv__http_start(struct serve_http *srv, int flows_fd, int admin_fd)
 {
 	pthread_mutex_init(&srv->watch_lock, NULL);
-	srv->flows = start_daemon(srv, flows_fd, on_request, srv->cfg->threads,
-	                          srv->tls_cert != NULL);
+	srv->flows = start_daemon(srv, flows_fd, on_request, srv->cfg->threads, srv->tls_cert,
+	                          srv->tls_key);
 	if (!srv->flows)
 		return fv__error_set(FV_ERR_GENERIC,
 			"serve.listen: cannot serve on %s (see flowvault -vv serve for details)",
 			srv->cfg->listen);
 	if (admin_fd >= 0) {
-		srv->admin = start_daemon(srv, admin_fd, on_admin_request, 1, 0);
+		srv->admin = start_daemon(srv, admin_fd, on_admin_request, 1, srv->admin_tls_cert,
+		                          srv->admin_tls_key);
 		if (!srv->admin) {
 			fv__http_stop(srv);
 			return fv__error_set(FV_ERR_GENERIC,

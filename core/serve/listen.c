@@ -103,6 +103,6 @@ void fv__serve_log_started(const struct serve_gen *gen, unsigned int port, const
 	        cfg->host, strchr(cfg->host, ':') ? "]" : "", port, cfg->path, cfg->key_count,
 	        cfg->key_count == 1 ? "" : "s", cfg->keys[0], how,
 	        cfg->upstream ? "configured" : "none (pings and error notifications only)",
-	        cfg->admin_listen ? "on http://" : "off",
+	        !cfg->admin_listen ? "off" : gen->admin_tls_cert ? "on https://" : "on http://",
 	        cfg->admin_listen ? cfg->admin_listen : "");
 }

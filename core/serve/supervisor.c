@@ -95,6 +95,11 @@ void fv__gen_forget_secrets(struct serve_gen *gen, int keep_app_secrets)
 	wipe_free(gen->tls_key, gen->tls_key_len);
 	gen->tls_key = NULL;
 	gen->tls_key_len = 0;
+	wipe_free(gen->admin_tls_key, gen->admin_tls_key_len);
+	gen->admin_tls_key = NULL;
+	gen->admin_tls_key_len = 0;
+	OPENSSL_cleanse(gen->admin_token_digest, sizeof(gen->admin_token_digest));
+	gen->admin_token_set = 0;
 	if (keep_app_secrets || !gen->secrets)
 		return;
 	for (i = 0; i < gen->cfg.app_secret_count; i++)
@@ -111,6 +116,7 @@ void fv__gen_free(struct serve_gen *gen)
 		return;
 	fv__gen_forget_secrets(gen, 0);
 	free(gen->tls_cert);
+	free(gen->admin_tls_cert);
 	free(gen->upstream_resolve);
 	free(gen->ca);
 	free(gen->media_ca);
@@ -236,9 +242,17 @@ int fv__gen_new(struct serve_gen **out, fv_context *ctx, int owns_ctx,
 		                        "serve.key", 1)) != FV_OK)
 			goto fail;
 	}
-	if ((rc = resolve_secrets(gen, previous)) != FV_OK || (rc = pin_upstream(gen)) != FV_OK ||
+	if (gen->cfg.admin_cert_path && gen->cfg.admin_listen &&
+	    ((rc = read_tls_file(&gen->admin_tls_cert, &len, gen->cfg.admin_cert_path,
+	                         "serve.admin_cert", 0)) != FV_OK ||
+	     (rc = read_tls_file(&gen->admin_tls_key, &gen->admin_tls_key_len,
+	                         gen->cfg.admin_key_path, "serve.admin_key", 1)) != FV_OK))
+		goto fail;
+	if ((rc = resolve_secrets(gen, previous)) != FV_OK ||
+	    (rc = fv__admin_token_load(gen)) != FV_OK || (rc = pin_upstream(gen)) != FV_OK ||
 	    (rc = pin_media(gen)) != FV_OK)
 		goto fail;
+	fv__admin_warn(&gen->cfg);
 	if (!(gen->workers = calloc(gen->cfg.workers, sizeof(*gen->workers)))) {
 		rc = fv__error_nomem();
 		goto fail;

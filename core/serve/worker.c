@@ -194,6 +194,7 @@ void fv__worker_main(struct serve_gen *gen, unsigned int index,
 	w.http.health_arg = &w;
 	w.http.tls_cert = gen->tls_cert;
 	w.http.tls_key = gen->tls_key;
+	fv__admin_http_setup(&w.http, gen);
 	preload();
 
 	if (env->drop_user && fv__sandbox_drop(env->uid, env->gid) != FV_OK)

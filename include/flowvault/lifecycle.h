@@ -218,6 +218,39 @@ FV_API int fv_context_serve_allow_unsigned(const fv_context *ctx);
 FV_API char *fv_context_serve_tls_file(const fv_context *ctx, int want_key);
 /* Whether the configuration has a "graph" section. */
 FV_API int fv_context_has_graph(const fv_context *ctx);
+/* serve.admin_insecure is true and serve.admin_listen is not a loopback
+ * address: the admin listener is reachable without TLS or without a token. */
+FV_API int fv_context_serve_admin_insecure(const fv_context *ctx);
+
+/* ---- The other nodes (serve.nodes) ---- */
+
+typedef struct fv_node_key {
+	const char *name;
+	const char *fingerprint;      /* hex SHA-256 of the public key; "" when not told */
+	int ok;                       /* the node decrypts with it now */
+} fv_node_key;
+
+typedef struct fv_node_status {
+	const char *url;              /* as serve.nodes lists it */
+	int reachable;                /* an HTTP answer came */
+	int authenticated;            /* and was not 401/403 */
+	long http_status;             /* 0 when none */
+	const char *error;            /* why its keys are not known; NULL when they are */
+	long generation;              /* configurations loaded; -1 when not known */
+	const fv_node_key *keys;      /* serve.keys of the node, in its order */
+	size_t key_count;
+} fv_node_status;
+
+/*
+ * Ask every node of serve.nodes for its /healthz (serve.nodes_ca,
+ * serve.admin_token): one entry per node, in order, each saying what went
+ * wrong with it. FV_OK with *count 0 when there are no nodes; an error only
+ * for the configuration or the token's reference. Free with fv_nodes_free.
+ */
+FV_API int fv_nodes_query(fv_node_status **out, size_t *count, fv_context *ctx);
+FV_API void fv_nodes_free(fv_node_status *nodes, size_t count);
+/* The node's entry for key `name`, or NULL. */
+FV_API const fv_node_key *fv_node_find_key(const fv_node_status *node, const char *name);
 
 #ifdef __cplusplus
 }

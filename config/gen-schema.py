@@ -5,8 +5,8 @@ usage: config/gen-schema.py [SOURCE_DIR] > config/flowvault.schema.json
 
 The field names come from the C sources: top_level_fields and
 host_key_fields (core/config.c), graph_fields (core/graph.c), serve_fields
-(core/serve_config.c) and each plugin's fv_config_field table
-(plugins/*/*.c: name, type, flags, help). Types and descriptions of the
+(core/serve_config.c), media_fields (core/serve/media.c) and each plugin's
+fv_config_field table (plugins/*/*.c: name, type, flags, help). Types and descriptions of the
 host's own fields are below; a field the sources have and this file does not
 describe stops the generator, so the schema cannot fall behind the parser.
 tests/cli/schema.sh regenerates the schema and compares.
@@ -87,6 +87,19 @@ HOST = {
                   "items": {"type": "string", "pattern": "^https?://"},
                   "description": "admin URLs of every node serving Flows, asked by rotate and doctor"},
         "nodes_ca": {"type": "string", "description": "CA file verifying the nodes (default: the system's)"},
+        "media": None,  # built below
+    },
+    "media": {
+        "allowed_hosts": {"type": "array", "minItems": 1, "maxItems": 32,
+                          "items": {"type": "string", "pattern": "^[A-Za-z0-9.-]+$"},
+                          "description": "CDN hosts files may come from (\".domain\": its "
+                                         "subdomains); default the WhatsApp CDN"},
+        "max_file_bytes": {"type": "integer", "minimum": 26, "maximum": 1073741824},
+        "max_total_bytes": {"type": "integer", "minimum": 26, "maximum": 4294967296},
+        "timeout_ms": {"type": "integer", "minimum": 100, "maximum": 9500,
+                       "description": "all downloads of a request; with upstream_timeout_ms "
+                                      "at most 9500"},
+        "ca_file": {"type": "string", "description": "CA bundle for the CDN (PEM)"},
     },
 }
 
@@ -167,6 +180,10 @@ def main():
     host_key = c_list(src, "core/config.c", "host_key_fields")
     graph = c_list(src, "core/graph.c", "graph_fields")
     serve = c_list(src, "core/serve_config.c", "serve_fields")
+    HOST["serve"]["media"] = {
+        "type": "object", "additionalProperties": False,
+        "description": "verify and decrypt media uploads for the upstream (docs/media.md)",
+        "properties": described("media", c_list(src, "core/serve/media.c", "media_fields"))}
     key_props = described("key", host_key)
 
     branches = []

@@ -255,6 +255,16 @@ static json_object *parse_json(const char *text, size_t len)
 	return obj;
 }
 
+json_object *fv__flow_json_parse(const char *text, size_t len)
+{
+	return parse_json(text, len);
+}
+
+void fv__flow_json_wipe_put(json_object *obj)
+{
+	json_wipe_put(obj);
+}
+
 static int envelope_parse(struct envelope *env, const void *body, size_t body_len)
 {
 	memset(env, 0, sizeof(*env));

@@ -183,6 +183,8 @@ struct fv_context {
  * that forks the ones resolving them, whose environment would show them
  * otherwise. Later resolutions, in children too, are served from there. */
 FV_INTERNAL void fv__secret_env_take_all(json_object *root);
+/* Wipe every env: value taken so far (a child that needs none of them). */
+FV_INTERNAL void fv__secret_env_forget_all(void);
 FV_INTERNAL int fv__secret_check_field(const char *value, const char *where);
 
 /* ---- secmem.c ---- */
@@ -238,6 +240,12 @@ enum fv__unwrap_result {
 typedef int (*fv__flow_unwrap_fn)(void *arg, unsigned char aes_key[FV_FLOW_AES_KEY_BYTES],
                                   size_t *key_index, const unsigned char *wrapped,
                                   size_t wrapped_len);
+
+/* Parse clear (secret) JSON text of exactly `len` bytes without leaving
+ * copies in json-c's buffers; NULL when it is not JSON. Free the result
+ * with fv__flow_json_wipe_put, which overwrites every value first. */
+FV_INTERNAL json_object *fv__flow_json_parse(const char *text, size_t len);
+FV_INTERNAL void fv__flow_json_wipe_put(json_object *obj);
 
 /* Like fv_flow_handler_new, with `key_names` (key_count of them, borrowed)
  * instead of config->keys, and `unwrap` for the RSA step. */

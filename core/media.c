@@ -26,7 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "internal.h"
+#include "media_internal.h"
 
 #define MAC_BYTES 10
 #define BLOCK 16
@@ -141,37 +141,19 @@ static int media_start(fv_media *m)
 	return ok ? FV_OK : fv__error_set(FV_ERR_GENERIC, "media: OpenSSL cannot set up SHA-256, HMAC or AES");
 }
 
-int fv_media_open(fv_media **out, const char *json, size_t len)
+int fv__media_open_object(fv_media **out, json_object *obj)
 {
-	json_object *obj = NULL, *meta;
-	struct json_tokener *tok;
+	json_object *meta;
 	fv_media *m;
 	const char *id;
 	int rc;
 
-	if (!out || (!json && len))
-		return fv__error_set(FV_ERR_USAGE, "fv_media_open: missing argument");
 	*out = NULL;
-	if (len > INT_MAX || !json || memchr(json, '\0', len))
-		return fv__error_set(FV_ERR_DECRYPT, "media object: not JSON text");
-	tok = json_tokener_new();
-	if (!tok)
-		return fv__error_nomem();
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-	obj = json_tokener_parse_ex(tok, json, (int)len);
-	rc = obj && json_tokener_get_error(tok) == json_tokener_success &&
-	     json_object_is_type(obj, json_type_object);
-	json_tokener_free(tok);
-	if (!rc) {
-		json_object_put(obj);
+	if (!json_object_is_type(obj, json_type_object))
 		return fv__error_set(FV_ERR_DECRYPT,
 			"media object: not a JSON object with media_id, cdn_url, file_name and encryption_metadata");
-	}
-	m = OPENSSL_zalloc(sizeof(*m));
-	if (!m) {
-		json_object_put(obj);
+	if (!(m = OPENSSL_zalloc(sizeof(*m))))
 		return fv__error_nomem();
-	}
 	if ((rc = string_member(&m->media_id, obj, "media_id", 1, "?")) != FV_OK)
 		goto fail;
 	id = m->media_id;
@@ -189,22 +171,32 @@ int fv_media_open(fv_media **out, const char *json, size_t len)
 	    (rc = b64_field(m->encrypted_hash, HASH_BYTES, meta, "encrypted_hash", id)) != FV_OK ||
 	    (rc = b64_field(m->plaintext_hash, HASH_BYTES, meta, "plaintext_hash", id)) != FV_OK)
 		goto fail;
-	/* The keys were in json-c's strings: wipe those before freeing. */
-	json_object_object_foreach(meta, k, v) {
-		(void)k;
-		if (json_object_is_type(v, json_type_string))
-			OPENSSL_cleanse((char *)json_object_get_string(v),
-			                (size_t)json_object_get_string_len(v));
-	}
-	json_object_put(obj);
-	obj = NULL;
 	if ((rc = media_start(m)) != FV_OK)
 		goto fail;
 	*out = m;
 	return FV_OK;
 fail:
-	json_object_put(obj);
 	fv_media_free(m);
+	return rc;
+}
+
+int fv_media_open(fv_media **out, const char *json, size_t len)
+{
+	json_object *obj;
+	int rc;
+
+	if (!out || (!json && len))
+		return fv__error_set(FV_ERR_USAGE, "fv_media_open: missing argument");
+	*out = NULL;
+	if (len > INT_MAX || !json || memchr(json, '\0', len))
+		return fv__error_set(FV_ERR_DECRYPT, "media object: not JSON text");
+	/* Parsed without leaving copies of the keys in json-c's buffers, and
+	 * every value wiped when freed. */
+	if (!(obj = fv__flow_json_parse(json, len)))
+		return fv__error_set(FV_ERR_DECRYPT,
+			"media object: not a JSON object with media_id, cdn_url, file_name and encryption_metadata");
+	rc = fv__media_open_object(out, obj);
+	fv__flow_json_wipe_put(obj);
 	return rc;
 }
 
@@ -361,126 +353,188 @@ static int host_allowed(const char *host, const char *pattern)
 	return h > p && strcasecmp(host + h - p, pattern) == 0;
 }
 
-struct fetch_state {
+int fv__media_host_allowed(const char *host, const char *const *hosts, size_t count)
+{
+	size_t i;
+
+	if (!hosts) {
+		hosts = default_hosts;
+		count = sizeof(default_hosts) / sizeof(default_hosts[0]) - 1;
+	}
+	for (i = 0; i < count && hosts[i]; i++)
+		if (host_allowed(host, hosts[i]))
+			return 1;
+	return 0;
+}
+
+struct fv__media_download {
 	fv_media *media;
 	fv_media_sink_fn sink;
 	void *arg;
 	uint64_t max_bytes, got;
 	int rc;
+	char reason[256];        /* why the sink stopped: several downloads share a thread */
+	CURL *curl;
+	CURLU *url;
+	char *host, *port;
+	char error[CURL_ERROR_SIZE];
 };
 
 static size_t on_data(char *data, size_t size, size_t n, void *userp)
 {
-	struct fetch_state *f = userp;
+	struct fv__media_download *d = userp;
 	size_t len = size * n;
 
-	f->got += len;
-	if (f->got > f->max_bytes) {
-		f->rc = fv__error_set(FV_ERR_DECRYPT,
+	d->got += len;
+	if (d->got > d->max_bytes)
+		d->rc = fv__error_set(FV_ERR_DECRYPT,
 			"media '%s': the download is larger than %llu bytes; refused",
-			f->media->media_id, (unsigned long long)f->max_bytes);
+			d->media->media_id, (unsigned long long)d->max_bytes);
+	else
+		d->rc = fv_media_update(d->media, data, len, d->sink, d->arg);
+	if (d->rc != FV_OK) {
+		snprintf(d->reason, sizeof(d->reason), "%s", fv_error_last()->message);
 		return 0;
 	}
-	if ((f->rc = fv_media_update(f->media, data, len, f->sink, f->arg)) != FV_OK)
-		return 0;
 	return len;
 }
 
-int fv_media_fetch(fv_media *m, const fv_media_fetch_options *opt, fv_media_sink_fn sink,
-                   void *arg)
+void fv__media_download_free(struct fv__media_download *d)
+{
+	if (!d)
+		return;
+	curl_easy_cleanup(d->curl);
+	curl_url_cleanup(d->url);
+	curl_free(d->host);
+	curl_free(d->port);
+	free(d);
+}
+
+int fv__media_download_new(struct fv__media_download **out, fv_media *m,
+                           const fv_media_fetch_options *opt, fv_media_sink_fn sink,
+                           void *arg)
 {
 	static const fv_media_fetch_options defaults = { NULL, 0, FV_MEDIA_DEFAULT_MAX_BYTES,
 	                                                 FV_MEDIA_DEFAULT_TIMEOUT_MS, NULL };
-	const char *const *hosts;
-	struct fetch_state f;
-	char *scheme = NULL, *host = NULL, error[CURL_ERROR_SIZE] = "";
-	CURLU *url = NULL;
-	CURL *curl = NULL;
-	CURLcode cc;
-	long status = 0;
-	size_t i, count;
-	int allowed = 0, rc;
+	struct fv__media_download *d;
+	char *scheme = NULL;
+	int rc;
 
+	*out = NULL;
 	if (!m)
 		return fv__error_set(FV_ERR_USAGE, "fv_media_fetch: media is NULL");
 	if (!opt)
 		opt = &defaults;
 	if (!m->cdn_url)
 		return fv__error_set(FV_ERR_DECRYPT, "media '%s': no cdn_url to download", m->media_id);
-	url = curl_url();
-	if (!url || curl_url_set(url, CURLUPART_URL, m->cdn_url, 0) != CURLUE_OK ||
-	    curl_url_get(url, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    curl_url_get(url, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+	if (!(d = calloc(1, sizeof(*d))))
+		return fv__error_nomem();
+	d->url = curl_url();
+	if (!d->url || curl_url_set(d->url, CURLUPART_URL, m->cdn_url, 0) != CURLUE_OK ||
+	    curl_url_get(d->url, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+	    curl_url_get(d->url, CURLUPART_HOST, &d->host, 0) != CURLUE_OK ||
+	    curl_url_get(d->url, CURLUPART_PORT, &d->port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
 		rc = fv__error_set(FV_ERR_DECRYPT, "media '%s': cdn_url is not a URL", m->media_id);
-		goto out;
+		goto fail;
 	}
 	if (strcmp(scheme, "https") != 0) {
 		rc = fv__error_set(FV_ERR_DECRYPT,
 			"media '%s': cdn_url is not https; only verified HTTPS downloads are made",
 			m->media_id);
-		goto out;
+		goto fail;
 	}
-	hosts = opt->allowed_hosts ? opt->allowed_hosts : default_hosts;
-	count = opt->allowed_hosts ? opt->allowed_count : 2;
-	for (i = 0; i < count && hosts[i]; i++)
-		allowed |= host_allowed(host, hosts[i]);
-	if (!allowed) {
+	if (!fv__media_host_allowed(d->host, opt->allowed_hosts, opt->allowed_count)) {
 		rc = fv__error_set(FV_ERR_DECRYPT,
 			"media '%s': cdn_url host '%s' is not in the allowed CDN hosts; refused",
-			m->media_id, host);
-		goto out;
+			m->media_id, d->host);
+		goto fail;
 	}
-	memset(&f, 0, sizeof(f));
-	f.media = m;
-	f.sink = sink;
-	f.arg = arg;
-	f.max_bytes = opt->max_bytes ? opt->max_bytes : FV_MEDIA_DEFAULT_MAX_BYTES;
-	f.rc = FV_OK;
-	curl = curl_easy_init();
-	if (!curl) {
+	d->media = m;
+	d->sink = sink;
+	d->arg = arg;
+	d->max_bytes = opt->max_bytes ? opt->max_bytes : FV_MEDIA_DEFAULT_MAX_BYTES;
+	d->rc = FV_OK;
+	if (!(d->curl = curl_easy_init())) {
 		rc = fv__error_nomem();
-		goto out;
+		goto fail;
 	}
-	curl_easy_setopt(curl, CURLOPT_CURLU, url);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS,
+	curl_easy_setopt(d->curl, CURLOPT_CURLU, d->url);
+	curl_easy_setopt(d->curl, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(d->curl, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(d->curl, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(d->curl, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(d->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(d->curl, CURLOPT_TIMEOUT_MS,
 	                 opt->timeout_ms > 0 ? opt->timeout_ms : FV_MEDIA_DEFAULT_TIMEOUT_MS);
-	curl_easy_setopt(curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)f.max_bytes);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, &f);
-	curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error);
-	curl_easy_setopt(curl, CURLOPT_USERAGENT, "flowvault/" FLOWVAULT_VERSION_STRING);
+	curl_easy_setopt(d->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)d->max_bytes);
+	curl_easy_setopt(d->curl, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(d->curl, CURLOPT_WRITEDATA, d);
+	curl_easy_setopt(d->curl, CURLOPT_ERRORBUFFER, d->error);
+	curl_easy_setopt(d->curl, CURLOPT_PRIVATE, d);
+	curl_easy_setopt(d->curl, CURLOPT_USERAGENT, "flowvault/" FLOWVAULT_VERSION_STRING);
 	if (opt->ca_file)
-		curl_easy_setopt(curl, CURLOPT_CAINFO, opt->ca_file);
-	cc = curl_easy_perform(curl);
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-	if (f.rc != FV_OK) {
-		rc = f.rc;
-	} else if (cc == CURLE_FILESIZE_EXCEEDED) {
-		rc = fv__error_set(FV_ERR_DECRYPT,
-			"media '%s': the download is larger than %llu bytes; refused", m->media_id,
-			(unsigned long long)f.max_bytes);
-	} else if (cc != CURLE_OK) {
-		rc = fv__error_set(FV_ERR_BACKEND, "media '%s': download from %s failed: %s",
-		                   m->media_id, host, error[0] ? error : curl_easy_strerror(cc));
-	} else if (status >= 300 && status < 400) {
-		rc = fv__error_set(FV_ERR_DECRYPT,
-			"media '%s': %s answered with a redirect (HTTP %ld); redirects are not followed",
-			m->media_id, host, status);
-	} else if (status != 200) {
-		rc = fv__error_set(FV_ERR_BACKEND, "media '%s': %s answered HTTP %ld", m->media_id,
-		                   host, status);
-	} else {
-		rc = FV_OK;
-	}
-out:
-	curl_easy_cleanup(curl);
-	curl_url_cleanup(url);
+		curl_easy_setopt(d->curl, CURLOPT_CAINFO, opt->ca_file);
 	curl_free(scheme);
-	curl_free(host);
+	*out = d;
+	return FV_OK;
+fail:
+	curl_free(scheme);
+	fv__media_download_free(d);
+	return rc;
+}
+
+CURL *fv__media_download_easy(struct fv__media_download *d)
+{
+	return d->curl;
+}
+
+const char *fv__media_download_host(const struct fv__media_download *d)
+{
+	return d->host;
+}
+
+const char *fv__media_download_port(const struct fv__media_download *d)
+{
+	return d->port;
+}
+
+int fv__media_download_done(struct fv__media_download *d, CURLcode cc)
+{
+	const char *id = d->media->media_id;
+	long status = 0;
+
+	curl_easy_getinfo(d->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (d->rc != FV_OK)
+		return fv__error_set(d->rc, "%s", d->reason);
+	if (cc == CURLE_FILESIZE_EXCEEDED)
+		return fv__error_set(FV_ERR_DECRYPT,
+			"media '%s': the download is larger than %llu bytes; refused", id,
+			(unsigned long long)d->max_bytes);
+	if (cc == CURLE_OPERATION_TIMEDOUT)
+		return fv__error_set(FV_ERR_BACKEND, "media '%s': download from %s timed out", id,
+		                     d->host);
+	if (cc != CURLE_OK)
+		return fv__error_set(FV_ERR_BACKEND, "media '%s': download from %s failed: %s", id,
+		                     d->host, d->error[0] ? d->error : curl_easy_strerror(cc));
+	if (status >= 300 && status < 400)
+		return fv__error_set(FV_ERR_DECRYPT,
+			"media '%s': %s answered with a redirect (HTTP %ld); redirects are not followed",
+			id, d->host, status);
+	if (status != 200)
+		return fv__error_set(FV_ERR_BACKEND, "media '%s': %s answered HTTP %ld", id, d->host,
+		                     status);
+	return FV_OK;
+}
+
+int fv_media_fetch(fv_media *m, const fv_media_fetch_options *opt, fv_media_sink_fn sink,
+                   void *arg)
+{
+	struct fv__media_download *d;
+	int rc;
+
+	if ((rc = fv__media_download_new(&d, m, opt, sink, arg)) != FV_OK)
+		return rc;
+	rc = fv__media_download_done(d, curl_easy_perform(d->curl));
+	fv__media_download_free(d);
 	return rc;
 }

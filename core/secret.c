@@ -163,6 +163,21 @@ void fv__secret_env_take_all(json_object *root)
 	pthread_mutex_unlock(&env_lock);
 }
 
+void fv__secret_env_forget_all(void)
+{
+	struct env_secret *e, *next;
+
+	pthread_mutex_lock(&env_lock);
+	for (e = env_taken; e; e = next) {
+		next = e->next;
+		fv__secure_free(e->value, e->len + 1);
+		free(e->name);
+		free(e);
+	}
+	env_taken = NULL;
+	pthread_mutex_unlock(&env_lock);
+}
+
 static int resolve_env(char **out, size_t *out_len, const char *name,
                        const char *purpose)
 {

@@ -21,6 +21,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "serve_internal.h"
+#include "serve/media.h"
 
 /* /healthz runs one private-key operation per key; not more often than this. */
 #define HEALTH_CACHE_SECONDS 2.0
@@ -33,6 +34,7 @@ struct fv_server {
 	fv_key **keys;
 	fv_flow_handler *handler;
 	struct serve_upstream *upstream;
+	struct serve_media *media;
 	struct serve_metrics *metrics;
 	struct serve_http http;
 	int serving;
@@ -146,8 +148,12 @@ static int single_new(fv_server *srv)
 	hc.app_secrets = (const char *const *)gen->secrets;
 	hc.app_secret_lens = gen->secret_lens;
 	hc.app_secret_count = gen->cfg.app_secret_count;
-	hc.upstream = srv->upstream ? fv__upstream_call : NULL;
-	hc.upstream_arg = srv->upstream;
+	/* serve.media in one process: libcurl resolves and reads the CA itself. */
+	if (srv->upstream && gen->cfg.media &&
+	    (rc = fv__media_new(&srv->media, gen->cfg.media, srv->upstream, -1, NULL, 0)) != FV_OK)
+		return rc;
+	hc.upstream = srv->media ? fv__media_upstream_call : srv->upstream ? fv__upstream_call : NULL;
+	hc.upstream_arg = srv->media ? (void *)srv->media : (void *)srv->upstream;
 	if ((rc = fv_flow_handler_new(&srv->handler, &hc)) != FV_OK)
 		return rc;
 	if (!(srv->metrics = fv__metrics_map(0)))
@@ -329,6 +335,7 @@ void fv_server_free(fv_server *srv)
 		return;
 	fv_server_shutdown(srv);
 	fv_flow_handler_free(srv->handler);
+	fv__media_free(srv->media);
 	fv__upstream_free(srv->upstream);
 	if (srv->gen)
 		fv__serve_close_keys(srv->keys, srv->gen->cfg.key_count);

@@ -12,13 +12,14 @@
 #include <curl/curl.h>
 
 #include "serve_internal.h"
+#include "serve/media.h"
 
 static const char *const serve_fields[] = {
 	"listen", "admin_listen", "cert", "key", "path", "keys", "app_secrets",
 	"allow_unsigned", "upstream", "upstream_timeout_ms", "max_body_bytes",
 	"max_connections", "request_timeout_s", "threads", "isolation", "workers",
 	"user", "pid_file", "log_format", "admin_token", "admin_cert", "admin_key",
-	"admin_insecure", "nodes", "nodes_ca", NULL
+	"admin_insecure", "nodes", "nodes_ca", "media", NULL
 };
 
 /* serve.nodes entries at most: rotate and doctor ask each one in turn. */
@@ -70,6 +71,7 @@ void fv__serve_config_clear(struct serve_config *cfg)
 	free(cfg->admin_key_path);
 	free_list(cfg->nodes, cfg->node_count);
 	free(cfg->nodes_ca);
+	fv__media_config_free(cfg->media);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -623,6 +625,10 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 			goto out;
 		}
 	}
+	/* After upstream_timeout_ms: the two share WhatsApp's 10 s. */
+	if (json_object_object_get_ex(section, "media", &v) &&
+	    (rc = fv__media_config_parse(&cfg.media, v, where, ctx, cfg.upstream_timeout_ms)) != FV_OK)
+		goto out;
 out:
 	if (rc != FV_OK || !out)
 		fv__serve_config_clear(&cfg);

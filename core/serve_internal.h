@@ -34,6 +34,8 @@ struct serve_gen;
 #define SERVE_MAX_KEYS 8
 
 enum serve_isolation { SERVE_SEPARATED = 0, SERVE_SINGLE_PROCESS };
+/* serve.media, parsed by serve/media.c (see serve/media.h). */
+struct serve_media_config;
 enum serve_log_format { SERVE_LOG_TEXT = 0, SERVE_LOG_JSON };
 
 struct serve_config {
@@ -67,6 +69,7 @@ struct serve_config {
 	char **nodes;                 /* admin URLs of every node serving Flows */
 	size_t node_count;
 	char *nodes_ca;               /* absolute, or NULL: the system's CAs */
+	struct serve_media_config *media; /* NULL: media objects are forwarded as they are */
 };
 
 /* Check the section; with `ctx`, also that serve.keys name configured keys
@@ -264,7 +267,8 @@ enum ctl_type {
 	CTL_READY = 1,   /* child -> supervisor: serving (workers), keys open (key process) */
 	CTL_FAILED,      /* key process -> supervisor: keys do not open; text says why */
 	CTL_CHANNELS,    /* supervisor -> child: channel fds [first, first + count) */
-	CTL_QUIESCE      /* supervisor -> worker: stop accepting, finish, exit */
+	CTL_QUIESCE,     /* supervisor -> worker: stop accepting, finish, exit */
+	CTL_RESOLVER     /* supervisor -> worker, resolver: a resolver connection (serve/media.h) */
 };
 
 struct ctl_msg {
@@ -373,6 +377,8 @@ struct serve_gen {
 	char *upstream_resolve;   /* CURLOPT_RESOLVE entry, or NULL */
 	char *ca;                 /* the CA bundle for an https upstream, or NULL */
 	size_t ca_len;
+	char *media_ca;           /* the CA bundle for media downloads (serve.media) */
+	size_t media_ca_len;
 	int key_slots[SERVE_MAX_KEYS];
 	pid_t keyproc;
 	int keyproc_ctl;
@@ -399,7 +405,7 @@ FV_INTERNAL void fv__keyproc_main(struct serve_gen *gen, int ctl, const int *cha
 /* worker.c: never returns. */
 FV_INTERNAL void fv__worker_main(struct serve_gen *gen, unsigned int index,
                                  const struct serve_child_env *env, int ctl,
-                                 const int *channels, size_t count)
+                                 const int *channels, size_t count, int resolver)
 	__attribute__((noreturn));
 /* Channels per worker: one per libmicrohttpd thread, one for the admin listener. */
 #define SERVE_CHANNELS(cfg) ((size_t)(cfg)->threads + 1)

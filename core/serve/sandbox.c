@@ -43,7 +43,9 @@ static const char *const allowed[] = {
 	"pipe2", "eventfd2", "dup", "dup3",
 	"poll", "ppoll", "select", "pselect6",
 	"epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait",
-	/* sockets: accept on the inherited listeners, channels, the upstream */
+	/* sockets: accept on the inherited listeners, channels, the upstream and
+	 * serve.media's CDN downloads (addresses from the resolver process, CA
+	 * bundle in memory: media needs no call beyond the upstream's) */
 	"accept", "accept4", "connect", "shutdown", "bind", "listen",
 	"recvfrom", "recvmsg", "recvmmsg", "sendto", "sendmsg", "sendmmsg",
 	"setsockopt", "getsockopt", "getsockname", "getpeername",

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -31,7 +32,7 @@
 #include <openssl/crypto.h>
 #include <systemd/sd-daemon.h>
 
-#include "../serve_internal.h"
+#include "media.h"
 
 #define TLS_FILE_MAX (1024 * 1024)
 #define CA_BUNDLE_MAX (16 * 1024 * 1024)
@@ -48,6 +49,9 @@ struct serve_supervisor {
 	unsigned int port;
 	uint64_t watchdog_usec;
 	double watchdog_at;
+	/* serve.media: the resolver process, started when a generation needs it */
+	pid_t resolver;
+	int resolver_ctl;
 };
 
 static double now_seconds(void)
@@ -115,6 +119,7 @@ void fv__gen_free(struct serve_gen *gen)
 	free(gen->admin_tls_cert);
 	free(gen->upstream_resolve);
 	free(gen->ca);
+	free(gen->media_ca);
 	free(gen->workers);
 	fv__serve_config_clear(&gen->cfg);
 	if (gen->owns_ctx)
@@ -177,6 +182,22 @@ static int pin_upstream(struct serve_gen *gen)
 	return FV_OK;
 }
 
+/* serve.media's CA bundle, read now: a worker opens no file. */
+static int pin_media(struct serve_gen *gen)
+{
+	const curl_version_info_data *v;
+	const char *bundle;
+
+	if (!gen->cfg.media || gen->cfg.isolation != SERVE_SEPARATED)
+		return FV_OK;
+	v = curl_version_info(CURLVERSION_NOW);
+	bundle = gen->cfg.media->ca_file ? gen->cfg.media->ca_file
+	         : v && v->cainfo ? v->cainfo : "/etc/ssl/certs/ca-certificates.crt";
+	if (fv__file_read(&gen->media_ca, &gen->media_ca_len, bundle, CA_BUNDLE_MAX) != FV_OK)
+		return fv__error_prefix("serve.media.ca_file");
+	return FV_OK;
+}
+
 int fv__gen_new(struct serve_gen **out, fv_context *ctx, int owns_ctx,
                 const struct serve_gen *previous)
 {
@@ -228,7 +249,8 @@ int fv__gen_new(struct serve_gen **out, fv_context *ctx, int owns_ctx,
 	                         gen->cfg.admin_key_path, "serve.admin_key", 1)) != FV_OK))
 		goto fail;
 	if ((rc = resolve_secrets(gen, previous)) != FV_OK ||
-	    (rc = fv__admin_token_load(gen)) != FV_OK || (rc = pin_upstream(gen)) != FV_OK)
+	    (rc = fv__admin_token_load(gen)) != FV_OK || (rc = pin_upstream(gen)) != FV_OK ||
+	    (rc = pin_media(gen)) != FV_OK)
 		goto fail;
 	fv__admin_warn(&gen->cfg);
 	if (!(gen->workers = calloc(gen->cfg.workers, sizeof(*gen->workers)))) {
@@ -395,19 +417,119 @@ static int spawn_keyproc(struct serve_supervisor *sup, struct serve_gen *gen,
 	return FV_OK;
 }
 
+/* The resolver process: forked from here, it keeps nothing secret (app
+ * secrets, TLS key, env: values are wiped), listens on nothing, runs as
+ * serve.user. */
+static int spawn_resolver(struct serve_supervisor *sup, struct serve_gen *starting)
+{
+	struct serve_gen *gen;
+	int ctl[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) != 0)
+		return fv__error_set(FV_ERR_GENERIC, "serve: socketpair: %s", strerror(errno));
+	pid = fork();
+	if (pid == 0) {
+		sigset_t none;
+
+		close(ctl[0]);
+		fv__sandbox_close_fds(&ctl[1], 1);
+		for (gen = sup->gen; gen; gen = gen->next)
+			fv__gen_forget_secrets(gen, 0);
+		for (gen = sup->retiring; gen; gen = gen->next)
+			fv__gen_forget_secrets(gen, 0);
+		fv__gen_forget_secrets(starting, 0);
+		fv__secret_env_forget_all();
+		if (sup->env.drop_user && fv__sandbox_drop(sup->env.uid, sup->env.gid) != FV_OK) {
+			fv__log(FV_LOG_ERROR, "serve: resolver: %s", fv_error_last()->message);
+			_exit(1);
+		}
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		fv__resolver_main(ctl[1]);
+	}
+	close(ctl[1]);
+	if (pid < 0) {
+		close(ctl[0]);
+		return fv__error_set(FV_ERR_GENERIC, "serve: fork: %s", strerror(errno));
+	}
+	sup->resolver = pid;
+	sup->resolver_ctl = ctl[0];
+	fv__log(FV_LOG_INFO, "serve: resolver process %d looks up serve.media hosts", (int)pid);
+	return FV_OK;
+}
+
+/* A worker's connection to the resolver (*fd -1 without serve.media). */
+static int resolver_connect(struct serve_supervisor *sup, struct serve_gen *gen, int *fd)
+{
+	struct ctl_msg msg;
+	int pair[2], rc;
+
+	*fd = -1;
+	if (!gen->cfg.media || !gen->cfg.upstream)
+		return FV_OK;
+	if (sup->resolver <= 0 && (rc = spawn_resolver(sup, gen)) != FV_OK)
+		return rc;
+	memset(&msg, 0, sizeof(msg));
+	msg.type = CTL_RESOLVER;
+	if ((rc = fv__media_hosts_text(msg.text, sizeof(msg.text), gen->cfg.media)) != FV_OK)
+		return rc;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0)
+		return fv__error_set(FV_ERR_GENERIC, "serve: socketpair: %s", strerror(errno));
+	msg.count = 1;
+	rc = fv__ctl_send(sup->resolver_ctl, &msg, &pair[1], 1);
+	close(pair[1]);
+	if (rc != FV_OK) {
+		close(pair[0]);
+		return fv__error_set(FV_ERR_GENERIC, "serve: the resolver process does not take a "
+		                     "connection");
+	}
+	*fd = pair[0];
+	return FV_OK;
+}
+
+/* The resolver was restarted: every worker that uses it gets a connection. */
+static void resolver_reconnect(struct serve_supervisor *sup, struct serve_gen *gen)
+{
+	struct ctl_msg msg;
+	unsigned int i;
+	int fd;
+
+	for (; gen; gen = gen->next)
+		for (i = 0; i < gen->cfg.workers; i++) {
+			if (gen->workers[i].pid <= 0 || resolver_connect(sup, gen, &fd) != FV_OK || fd < 0)
+				continue;
+			memset(&msg, 0, sizeof(msg));
+			msg.type = CTL_RESOLVER;
+			msg.count = 1;
+			if (fv__ctl_send(gen->workers[i].ctl, &msg, &fd, 1) != FV_OK)
+				fv__log(FV_LOG_WARNING, "serve: cannot reconnect worker %u to the resolver", i + 1);
+			close(fd);
+		}
+}
+
 static int spawn_worker(struct serve_supervisor *sup, struct serve_gen *gen, unsigned int i,
                         int (*pairs)[2], size_t n)
 {
 	struct serve_worker *w = &gen->workers[i];
-	int ctl[2], *ends;
+	int ctl[2], *ends, resolver;
 	pid_t pid;
 	size_t k;
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) != 0)
+	if (resolver_connect(sup, gen, &resolver) != FV_OK)
+		return fv_error_last()->status;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) != 0) {
+		if (resolver >= 0)
+			close(resolver);
 		return fv__error_set(FV_ERR_GENERIC, "serve: socketpair: %s", strerror(errno));
+	}
 	if (!(ends = calloc(n ? n : 1, sizeof(*ends)))) {
 		close(ctl[0]);
 		close(ctl[1]);
+		if (resolver >= 0)
+			close(resolver);
 		return fv__error_nomem();
 	}
 	for (k = 0; k < n; k++)
@@ -415,10 +537,14 @@ static int spawn_worker(struct serve_supervisor *sup, struct serve_gen *gen, uns
 	pid = fork();
 	if (pid == 0) {
 		close(ctl[0]);
-		fv__worker_main(gen, i, &sup->env, ctl[1], ends, n);
+		if (sup->resolver_ctl >= 0)
+			close(sup->resolver_ctl);
+		fv__worker_main(gen, i, &sup->env, ctl[1], ends, n, resolver);
 	}
 	free(ends);
 	close(ctl[1]);
+	if (resolver >= 0)
+		close(resolver);
 	if (pid < 0) {
 		close(ctl[0]);
 		return fv__error_set(FV_ERR_GENERIC, "serve: fork: %s", strerror(errno));
@@ -590,6 +716,7 @@ int fv__supervisor_start(struct serve_supervisor **out, struct serve_gen *gen)
 	if (!(sup = calloc(1, sizeof(*sup))))
 		return fv__error_nomem();
 	sup->env.flows_fd = sup->env.admin_fd = -1;
+	sup->resolver_ctl = -1;
 	sup->env.sandbox_debug = secure_getenv("FLOWVAULT_SANDBOX_DEBUG") != NULL;
 	/* Children are reaped by the loop below (sigtimedwait), not a handler. */
 	sigemptyset(&chld);
@@ -713,6 +840,16 @@ static void reap(struct serve_supervisor *sup)
 	unsigned int i;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (pid == sup->resolver) {
+			fv__log(FV_LOG_ERROR, "serve: the resolver process (%d) %s; starting a new one",
+			        (int)pid, death(status, why, sizeof(why)));
+			close(sup->resolver_ctl);
+			sup->resolver_ctl = -1;
+			sup->resolver = 0;
+			resolver_reconnect(sup, sup->gen);
+			resolver_reconnect(sup, sup->retiring);
+			continue;
+		}
 		if (reap_retiring(sup, pid))
 			continue;
 		if (pid == gen->keyproc) {
@@ -884,7 +1021,9 @@ void fv__supervisor_stop(struct serve_supervisor *sup)
 	if (sup->env.admin_fd >= 0)
 		close(sup->env.admin_fd);
 	sup->env.admin_fd = -1;
-	deadline = now_seconds() + (double)sup->gen->cfg.upstream_timeout_ms / 1e3 + 3.0;
+	deadline = now_seconds() + (double)(sup->gen->cfg.upstream_timeout_ms +
+	                                    (sup->gen->cfg.media ? sup->gen->cfg.media->timeout_ms
+	                                                         : 0)) / 1e3 + 3.0;
 	for (;;) {
 		int left = 0;
 		pid_t pid;
@@ -914,6 +1053,10 @@ void fv__supervisor_stop(struct serve_supervisor *sup)
 	}
 	sup->retiring = NULL;
 	stop_gen_now(sup->gen);
+	if (sup->resolver > 0) {
+		close(sup->resolver_ctl); /* the resolver exits when this closes */
+		reap_pid(sup->resolver, 2);
+	}
 	if (sup->gen->cfg.pid_file)
 		unlink(sup->gen->cfg.pid_file);
 	fv__gen_free(sup->gen);

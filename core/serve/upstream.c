@@ -1,6 +1,7 @@
 /*
  * The business logic ("upstream"): the clear request JSON is POSTed to it as
- * application/json, and its JSON answer comes back to be encrypted.
+ * application/json (or, with verified media files, as multipart/form-data:
+ * serve/media.c), and its JSON answer comes back to be encrypted.
  *
  * Each server thread keeps its own CURL easy handle (a handle is not
  * thread-safe), and all of them share one connection cache through a CURLSH,
@@ -17,7 +18,7 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
-#include "../serve_internal.h"
+#include "media.h"
 
 struct serve_upstream {
 	char *url;
@@ -186,16 +187,47 @@ static CURL *thread_handle(struct serve_upstream *up)
 	return c;
 }
 
-int fv__upstream_call(void *arg, const char *key_name, const char *request,
-                      size_t request_len, long *http_status, char **response,
-                      size_t *response_len)
+/* A file part read from the caller's buffer: no copy of a large file. */
+struct part_reader {
+	const unsigned char *data;
+	size_t len, pos;
+};
+
+static size_t part_read(char *buf, size_t size, size_t nitems, void *arg)
 {
-	struct serve_upstream *up = arg;
+	struct part_reader *r = arg;
+	size_t n = size * nitems;
+
+	if (n > r->len - r->pos)
+		n = r->len - r->pos;
+	memcpy(buf, r->data + r->pos, n);
+	r->pos += n;
+	return n;
+}
+
+static int part_seek(void *arg, curl_off_t offset, int origin)
+{
+	struct part_reader *r = arg;
+
+	if (origin != SEEK_SET || offset < 0 || (size_t)offset > r->len)
+		return CURL_SEEKFUNC_CANTSEEK;
+	r->pos = (size_t)offset;
+	return CURL_SEEKFUNC_OK;
+}
+
+/* POST `request` (JSON), or `parts` as multipart/form-data when count > 0. */
+static int post(struct serve_upstream *up, const char *key_name, const char *request,
+                size_t request_len, const struct upstream_part *parts, size_t count,
+                long *http_status, char **response, size_t *response_len)
+{
 	struct answer a = { NULL, 0, 0, 0, 0 };
 	struct curl_slist *headers = NULL, *more;
+	struct part_reader *readers = NULL;
+	curl_mime *mime = NULL;
 	char key_header[300];
 	CURLcode res;
 	CURL *c;
+	size_t i;
 	int rc = FV_OK;
 
 	*response = NULL;
@@ -205,21 +237,57 @@ int fv__upstream_call(void *arg, const char *key_name, const char *request,
 	if (!c)
 		return fv__error_nomem();
 	snprintf(key_header, sizeof(key_header), "X-Flowvault-Key: %s", key_name);
-	headers = curl_slist_append(NULL, "Content-Type: application/json");
+	/* libcurl writes multipart's Content-Type itself, with the boundary. */
+	headers = curl_slist_append(NULL, count ? "Accept: application/json"
+	                                        : "Content-Type: application/json");
 	if (headers && (more = curl_slist_append(headers, "Expect:")))
 		headers = more;
 	if (headers && (more = curl_slist_append(headers, key_header)))
 		headers = more;
 	if (!headers)
 		return fv__error_nomem();
+	if (count) {
+		if (!(readers = calloc(count, sizeof(*readers))) || !(mime = curl_mime_init(c))) {
+			rc = fv__error_nomem();
+			goto out;
+		}
+		for (i = 0; i < count; i++) {
+			curl_mimepart *part = curl_mime_addpart(mime);
+			CURLcode set;
+
+			readers[i].data = parts[i].data;
+			readers[i].len = parts[i].len;
+			if (!part) {
+				rc = fv__error_nomem();
+				goto out;
+			}
+			set = curl_mime_name(part, parts[i].name);
+			if (set == CURLE_OK)
+				set = curl_mime_type(part, parts[i].type);
+			if (set == CURLE_OK && parts[i].filename)
+				set = curl_mime_filename(part, parts[i].filename);
+			if (set == CURLE_OK)
+				set = curl_mime_data_cb(part, (curl_off_t)parts[i].len, part_read, part_seek,
+				                        NULL, &readers[i]);
+			if (set != CURLE_OK) {
+				rc = fv__error_set(FV_ERR_GENERIC, "serve: cannot build the multipart request: %s",
+				                   curl_easy_strerror(set));
+				goto out;
+			}
+		}
+	}
 
 	/* Options are set again on every call: the handle is reused. */
 	curl_easy_setopt(c, CURLOPT_URL, up->url);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_POST, 1L);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, request);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)request_len);
+	if (mime) {
+		curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+	} else {
+		curl_easy_setopt(c, CURLOPT_POST, 1L);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, request);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)request_len);
+	}
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, up->timeout_ms);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
@@ -245,10 +313,14 @@ int fv__upstream_call(void *arg, const char *key_name, const char *request,
 		        res == CURLE_OPERATION_TIMEDOUT ? " (serve.upstream_timeout_ms)" : "");
 		rc = FV_ERR_GENERIC;
 	}
+out:
 	/* Drop references to the request's buffers before the handle idles. */
+	curl_easy_setopt(c, CURLOPT_MIMEPOST, NULL);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, NULL);
+	curl_mime_free(mime);
+	free(readers);
 	curl_slist_free_all(headers);
 	if (a.buf) {
 		OPENSSL_cleanse(a.buf, a.cap);
@@ -257,6 +329,21 @@ int fv__upstream_call(void *arg, const char *key_name, const char *request,
 	if (rc != FV_OK)
 		fv__error_set(rc, "upstream failed");
 	return rc;
+}
+
+int fv__upstream_call(void *arg, const char *key_name, const char *request,
+                      size_t request_len, long *http_status, char **response,
+                      size_t *response_len)
+{
+	return post(arg, key_name, request, request_len, NULL, 0, http_status, response,
+	            response_len);
+}
+
+int fv__upstream_call_parts(struct serve_upstream *up, const char *key_name,
+                            const struct upstream_part *parts, size_t count,
+                            long *http_status, char **response, size_t *response_len)
+{
+	return post(up, key_name, NULL, 0, parts, count, http_status, response, response_len);
 }
 
 int fv__upstream_pin(struct serve_upstream *up, const char *resolve, const char *ca,

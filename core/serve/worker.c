@@ -24,7 +24,7 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
-#include "../serve_internal.h"
+#include "media.h"
 
 /* How often /healthz asks the key process (which caches its own probes). */
 #define HEALTH_CACHE_SECONDS 1.0
@@ -33,6 +33,7 @@ struct worker {
 	struct serve_gen *gen;
 	struct keyproc_link *link;
 	struct serve_upstream *upstream;
+	struct serve_media *media;    /* serve.media, or NULL */
 	fv_flow_handler *handler;
 	struct serve_http http;
 	pthread_mutex_t health_lock;
@@ -124,7 +125,7 @@ static void fail(const char *what)
 
 void fv__worker_main(struct serve_gen *gen, unsigned int index,
                      const struct serve_child_env *env, int ctl, const int *channels,
-                     size_t count)
+                     size_t count, int resolver)
 {
 	static struct worker w;
 	fv_flow_handler_config hc;
@@ -147,10 +148,12 @@ void fv__worker_main(struct serve_gen *gen, unsigned int index,
 		dup2(null_fd, 1);
 		close(null_fd);
 	}
-	keep = calloc(count + 3, sizeof(*keep));
+	keep = calloc(count + 4, sizeof(*keep));
 	if (!keep)
 		_exit(1);
 	keep[nkeep++] = ctl;
+	if (resolver >= 0)
+		keep[nkeep++] = resolver;
 	keep[nkeep++] = env->flows_fd;
 	if (env->admin_fd >= 0)
 		keep[nkeep++] = env->admin_fd;
@@ -166,12 +169,19 @@ void fv__worker_main(struct serve_gen *gen, unsigned int index,
 	                      gen->cfg.max_body_bytes) != FV_OK ||
 	     fv__upstream_pin(w.upstream, gen->upstream_resolve, gen->ca, gen->ca_len) != FV_OK))
 		fail("serve.upstream");
+	if (w.upstream && gen->cfg.media) {
+		if (fv__media_new(&w.media, gen->cfg.media, w.upstream, resolver, gen->media_ca,
+		                  gen->media_ca_len) != FV_OK)
+			fail("serve.media");
+	} else if (resolver >= 0) {
+		close(resolver);
+	}
 	memset(&hc, 0, sizeof(hc));
 	hc.app_secrets = (const char *const *)gen->secrets;
 	hc.app_secret_lens = gen->secret_lens;
 	hc.app_secret_count = gen->cfg.app_secret_count;
-	hc.upstream = w.upstream ? fv__upstream_call : NULL;
-	hc.upstream_arg = w.upstream;
+	hc.upstream = w.media ? fv__media_upstream_call : w.upstream ? fv__upstream_call : NULL;
+	hc.upstream_arg = w.media ? (void *)w.media : (void *)w.upstream;
 	if (fv__flow_handler_new_unwrap(&w.handler, &hc, (const char *const *)gen->cfg.keys,
 	                                gen->cfg.key_count, fv__link_unwrap, w.link) != FV_OK)
 		fail("request handler");
@@ -207,16 +217,20 @@ void fv__worker_main(struct serve_gen *gen, unsigned int index,
 
 		if (got <= 0 || msg.type == CTL_QUIESCE)
 			break;
-		if (msg.type == CTL_CHANNELS)
+		if (msg.type == CTL_CHANNELS) {
 			fv__link_set(w.link, msg.first, fds, nfds);
-		else
+		} else if (msg.type == CTL_RESOLVER && nfds == 1 && w.media) {
+			fv__media_set_resolver(w.media, fds[0]);
+		} else
 			for (i = 0; i < nfds; i++)
 				close(fds[i]);
 	}
 	/* Reload or stop: no new connections; requests in flight finish, and
 	 * each answer from now on closes its connection. */
 	fv__http_quiesce(&w.http);
-	fv__http_drain(&w.http, (double)gen->cfg.upstream_timeout_ms / 1e3 + 2.0, 1);
+	fv__http_drain(&w.http, (double)(gen->cfg.upstream_timeout_ms +
+	                                 (gen->cfg.media ? gen->cfg.media->timeout_ms : 0)) / 1e3 + 2.0,
+	               1);
 	fv__http_stop(&w.http);
 	_exit(0);
 }

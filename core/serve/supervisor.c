@@ -539,6 +539,9 @@ static int spawn_worker(struct serve_supervisor *sup, struct serve_gen *gen, uns
 		close(ctl[0]);
 		if (sup->resolver_ctl >= 0)
 			close(sup->resolver_ctl);
+		/* PINs and passphrases are for the key process: a worker answering
+		 * the internet keeps none of them. */
+		fv__secret_env_forget_all();
 		fv__worker_main(gen, i, &sup->env, ctl[1], ends, n, resolver);
 	}
 	free(ends);

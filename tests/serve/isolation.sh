@@ -6,6 +6,11 @@
 . "$FV_SOURCE_DIR/tests/serve/serve_lib.sh"
 
 sep_setup
+# A secret the workers never need: the passphrase of a key serve does not
+# use here (the supervisor takes every env: secret of the configuration).
+PYWA_PASSPHRASE=$(openssl rand -hex 16)
+export PYWA_PASSPHRASE
+printf %s "$PYWA_PASSPHRASE" | od -An -tx1 | tr -d ' \n' >"$T/passphrase.hex"
 serve_start "$T/config.json" "$PORT"
 wait_workers 2
 make_ping
@@ -45,6 +50,15 @@ for p in $workers "$SERVE_PID"; do
 	[ "$(scan "$p")" = absent ] || fail "the key's modulus is in the memory of process $p ($(cat /proc/$p/comm))"
 done
 pass "the key's modulus is in the key process's memory only (workers and supervisor scanned: absent)"
+
+# env: secret values: the supervisor keeps them for the processes it starts
+# (the control that the scan sees them); a worker has wiped them.
+pscan() { "$PY" "$SERVE_TEST_DIR/memscan.py" "$1" "$T/passphrase.hex"; }
+[ "$(pscan "$SERVE_PID")" = found ] || fail "the env: passphrase is not in the supervisor's memory: the scan cannot see it"
+for w in $workers; do
+	[ "$(pscan "$w")" = absent ] || fail "worker $w holds the value of env:PYWA_PASSPHRASE"
+done
+pass "workers hold no env: secret value they do not use"
 
 # Descriptors: a worker keeps its listeners, channels, control socket, 0-2.
 for w in $workers; do

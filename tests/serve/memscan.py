@@ -1,6 +1,7 @@
-"""memscan.py PID MODULUS_HEX: print "found" when the key's modulus (its
-first 32 bytes, big-endian as in DER, or as little-endian 64-bit limbs as
-OpenSSL keeps a BIGNUM) is in the readable memory of PID, else "absent"."""
+"""memscan.py PID HEX_FILE: print "found" when the bytes written in HEX_FILE
+(their first 32, as written or reversed: a key's modulus big-endian as in DER,
+or as the little-endian 64-bit limbs OpenSSL keeps a BIGNUM in) are in the
+readable memory of PID, else "absent"."""
 import re
 import sys
 

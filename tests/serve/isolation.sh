@@ -55,10 +55,16 @@ pass "the key's modulus is in the key process's memory only (workers and supervi
 # (the control that the scan sees them); a worker has wiped them.
 pscan() { "$PY" "$SERVE_TEST_DIR/memscan.py" "$1" "$T/passphrase.hex"; }
 [ "$(pscan "$SERVE_PID")" = found ] || fail "the env: passphrase is not in the supervisor's memory: the scan cannot see it"
-for w in $workers; do
-	[ "$(pscan "$w")" = absent ] || fail "worker $w holds the value of env:PYWA_PASSPHRASE"
-done
-pass "workers hold no env: secret value they do not use"
+if [ -n "${FV_SANITIZE_FLAGS:-}" ]; then
+	# The sanitizer runtime keeps its own copy of the initial environment
+	# (read from /proc/self/environ before main), which every process inherits.
+	echo "note: sanitizer build: the workers' env: secrets are checked in the plain build"
+else
+	for w in $workers; do
+		[ "$(pscan "$w")" = absent ] || fail "worker $w holds the value of env:PYWA_PASSPHRASE"
+	done
+	pass "workers hold no env: secret value they do not use"
+fi
 
 # Descriptors: a worker keeps its listeners, channels, control socket, 0-2.
 for w in $workers; do

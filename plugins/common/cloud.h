@@ -310,6 +310,12 @@ struct cloud_token_source {
 	const char *fix;
 };
 
+/* A token service's answer (already received): on 200 its access_token as
+ * "Bearer <token>" in *bearer and its expires_in in *lifetime_s; otherwise
+ * an error naming src->source. The two calls below end with it. */
+int cloud_oauth_answer(const fv_host *host, const struct cloud_token_source *src,
+                       const struct cloud_response *resp, struct cloud_secret *bearer,
+                       int64_t *lifetime_s);
 /* Perform `req` at a token service; on 200 the answer's access_token as
  * "Bearer <token>" in *bearer and its expires_in in *lifetime_s. Any other
  * answer, or one without a usable token, is an error naming src->source:

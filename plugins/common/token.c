@@ -214,10 +214,9 @@ static int oauth_refused(const fv_host *host, const struct cloud_token_source *s
 		description[0] ? ": " : "", description, src->fix);
 }
 
-/* A token service's answer: the token, or a message naming the source. */
-static int oauth_answer(const fv_host *host, const struct cloud_token_source *src,
-                        const struct cloud_response *resp, struct cloud_secret *bearer,
-                        int64_t *lifetime_s)
+int cloud_oauth_answer(const fv_host *host, const struct cloud_token_source *src,
+                       const struct cloud_response *resp, struct cloud_secret *bearer,
+                       int64_t *lifetime_s)
 {
 	int rc;
 
@@ -240,7 +239,7 @@ int cloud_oauth_request(const fv_host *host, const struct cloud_token_source *sr
 
 	if (rc != FV_OK)
 		return rc;
-	rc = oauth_answer(host, src, &resp, bearer, lifetime_s);
+	rc = cloud_oauth_answer(host, src, &resp, bearer, lifetime_s);
 	cloud_response_free(&resp);
 	return rc;
 }
@@ -258,7 +257,7 @@ int cloud_oauth_form_post(const fv_host *host, const struct cloud_token_source *
 
 	if (rc != FV_OK)
 		return rc;
-	rc = oauth_answer(host, src, &resp, bearer, lifetime_s);
+	rc = cloud_oauth_answer(host, src, &resp, bearer, lifetime_s);
 	cloud_response_free(&resp);
 	return rc;
 }

@@ -23,6 +23,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t out_len = sizeof(out);
 	char status[64], message[512];
 	int64_t lifetime = 0;
+	const struct cloud_token_source src = {
+		.location = "keys.fuzz", .source = "fuzz", .token_name = "token", .fix = "check"
+	};
 
 	if (size < 1)
 		return 0;
@@ -42,13 +45,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		plaintext_from(&key, &resp, out, &out_len);
 		break;
 	case 2:
-		if (token_from_response(&inst, &resp, &token, &lifetime) == FV_OK)
+		if (cloud_oauth_answer(&fuzz_host, &src, &resp, &token, &lifetime) == FV_OK)
 			cloud_secret_clear(&fuzz_host, &token);
 		break;
 	default:
 		resp.status = 400;
 		google_error(&resp, status, sizeof(status), message, sizeof(message));
-		token_refused(&inst, &resp);
+		cloud_oauth_answer(&fuzz_host, &src, &resp, &token, &lifetime);
 		break;
 	}
 	cloud_response_free(&resp);

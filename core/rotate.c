@@ -1799,30 +1799,38 @@ out:
 	return rc;
 }
 
-/* KEY leaves serve.keys; when the finish destroys it, keys.KEY goes too. */
-static int apply_retire(json_object *root, const struct fv_rotation *r, int *changed,
-                        int *serve_changed)
+/* NAME leaves serve.keys; with `destroy`, keys.NAME leaves the
+ * configuration too. */
+static void drop_key(json_object *root, const char *name, int destroy, int *changed,
+                     int *serve_changed)
 {
 	json_object *serve_keys = jget(jget(root, "serve"), "keys");
 
 	*changed = *serve_changed = 0;
-	if (json_object_is_type(serve_keys, json_type_array) && array_has(serve_keys, r->key)) {
+	if (json_object_is_type(serve_keys, json_type_array) && array_has(serve_keys, name)) {
 		json_object *list = json_object_new_array();
 		size_t i;
 
 		for (i = 0; i < json_object_array_length(serve_keys); i++) {
 			json_object *item = json_object_array_get_idx(serve_keys, i);
 
-			if (strcmp(json_object_get_string(item), r->key) != 0)
+			if (strcmp(json_object_get_string(item), name) != 0)
 				json_object_array_add(list, json_object_get(item));
 		}
 		json_object_object_add(jget(root, "serve"), "keys", list);
 		*changed = *serve_changed = 1;
 	}
-	if (r->finish_destroy && jget(jget(root, "keys"), r->key)) {
-		json_object_object_del(jget(root, "keys"), r->key);
+	if (destroy && jget(jget(root, "keys"), name)) {
+		json_object_object_del(jget(root, "keys"), name);
 		*changed = 1;
 	}
+}
+
+/* KEY leaves serve.keys; when the finish destroys it, keys.KEY goes too. */
+static int apply_retire(json_object *root, const struct fv_rotation *r, int *changed,
+                        int *serve_changed)
+{
+	drop_key(root, r->key, r->finish_destroy, changed, serve_changed);
 	return FV_OK;
 }
 
@@ -2170,26 +2178,7 @@ static int apply_unswitch(json_object *root, const struct fv_rotation *r, int *c
 static int apply_release(json_object *root, const struct fv_rotation *r, int *changed,
                          int *serve_changed)
 {
-	json_object *serve_keys = jget(jget(root, "serve"), "keys");
-
-	*changed = *serve_changed = 0;
-	if (json_object_is_type(serve_keys, json_type_array) && array_has(serve_keys, r->new_name)) {
-		json_object *list = json_object_new_array();
-		size_t i;
-
-		for (i = 0; i < json_object_array_length(serve_keys); i++) {
-			json_object *item = json_object_array_get_idx(serve_keys, i);
-
-			if (strcmp(json_object_get_string(item), r->new_name) != 0)
-				json_object_array_add(list, json_object_get(item));
-		}
-		json_object_object_add(jget(root, "serve"), "keys", list);
-		*changed = *serve_changed = 1;
-	}
-	if (r->abort_destroy && jget(jget(root, "keys"), r->new_name)) {
-		json_object_object_del(jget(root, "keys"), r->new_name);
-		*changed = 1;
-	}
+	drop_key(root, r->new_name, r->abort_destroy, changed, serve_changed);
 	return FV_OK;
 }
 

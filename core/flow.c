@@ -649,14 +649,6 @@ const char *fv_flow_outcome_name(int outcome)
 	}
 }
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void reply_set(fv_flow_reply *reply, int status, int outcome)
 {
 	reply->http_status = status;
@@ -776,10 +768,10 @@ static int call_upstream(fv_flow_reply *reply, fv_flow_handler *h,
 		reply_set(reply, 500, FV_FLOW_NO_UPSTREAM);
 		return FV_OK;
 	}
-	started = now_seconds();
+	started = fv__now_seconds();
 	rc = h->upstream(h->upstream_arg, key_name, clear, clear_len, &status, &answer,
 	                 &answer_len);
-	reply->upstream_seconds = now_seconds() - started;
+	reply->upstream_seconds = fv__now_seconds() - started;
 	if (rc != FV_OK) {
 		reply_set(reply, 500, FV_FLOW_UPSTREAM_ERROR);
 		rc = FV_OK;
@@ -851,14 +843,14 @@ int fv_flow_handle(fv_flow_reply *reply, fv_flow_handler *h, const void *body,
 		}
 	}
 
-	started = now_seconds();
+	started = fv__now_seconds();
 	if (h->unwrap)
 		rc = decrypt_by_call(h, &clear, &clear_len, &session, &key_index, body, body_len,
 		                     &unavailable);
 	else
 		rc = fv_flow_decrypt_request_any(&clear, &clear_len, &session, &key_index,
 		                                 h->keys, h->key_count, body, body_len);
-	reply->decrypt_seconds = now_seconds() - started;
+	reply->decrypt_seconds = fv__now_seconds() - started;
 	if (unavailable) {
 		/* Not the request's fault and not the key's: WhatsApp retries. */
 		reply_set(reply, 503, FV_FLOW_KEYS_UNAVAILABLE);

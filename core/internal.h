@@ -8,10 +8,20 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <time.h>
 
 #include <json-c/json.h>
 
 #include "flowvault/flowvault.h"
+
+/* Seconds on the monotonic clock, for deadlines and durations. */
+static inline double fv__now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 #define FV_INTERNAL __attribute__((visibility("hidden")))
 

@@ -46,14 +46,6 @@ struct fv_server {
 	struct serve_supervisor *sup;
 };
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 void fv__serve_key_warnings(fv_key *key)
 {
 	const fv_key_details *d;
@@ -102,7 +94,7 @@ static int single_health(void *arg, char **body)
 {
 	fv_server *srv = arg;
 	const struct serve_config *cfg = &srv->gen->cfg;
-	double now = now_seconds();
+	double now = fv__now_seconds();
 
 	pthread_mutex_lock(&srv->health_lock);
 	if (!srv->health_body || now - srv->health_checked >= HEALTH_CACHE_SECONDS) {

@@ -44,14 +44,6 @@ struct request {
 	double started;
 };
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int conn_is_admin(struct serve_http *srv, struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *info =
@@ -124,10 +116,10 @@ static void log_request(struct serve_http *srv, struct MHD_Connection *conn,
 		        status, outcome,
 		        reply->key_index >= 0 ? srv->key_names[reply->key_index] : "-",
 		        req->len, reply->decrypt_seconds * 1e3, reply->upstream_seconds * 1e3,
-		        (now_seconds() - req->started) * 1e3, peer);
+		        (fv__now_seconds() - req->started) * 1e3, peer);
 	else
 		fv__log(FV_LOG_INFO, "serve: %d %s bytes=%zu total_ms=%.2f peer=%s", status,
-		        outcome, req->len, (now_seconds() - req->started) * 1e3, peer);
+		        outcome, req->len, (fv__now_seconds() - req->started) * 1e3, peer);
 }
 
 static enum MHD_Result answer_flows(struct serve_http *srv, struct MHD_Connection *conn,
@@ -230,7 +222,7 @@ static void deadline_set_answering(struct serve_http *srv, struct MHD_Connection
 	pthread_mutex_lock(&srv->watch_lock);
 	w->answering = answering;
 	if (!answering)
-		w->started = now_seconds();
+		w->started = fv__now_seconds();
 	pthread_mutex_unlock(&srv->watch_lock);
 }
 
@@ -247,7 +239,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		if (!info || !(w = calloc(1, sizeof(*w))))
 			return; /* only the idle timeout then */
 		w->fd = info->connect_fd;
-		w->started = now_seconds();
+		w->started = fv__now_seconds();
 		pthread_mutex_lock(&srv->watch_lock);
 		w->next = srv->watched;
 		if (w->next)
@@ -281,7 +273,7 @@ static void *deadline_watch(void *arg)
 
 	while (!atomic_load(&srv->halt)) {
 		struct timespec pause = { 0, 250 * 1000 * 1000 };
-		double now = now_seconds();
+		double now = fv__now_seconds();
 		struct conn_watch *w;
 
 		pthread_mutex_lock(&srv->watch_lock);
@@ -338,7 +330,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		req = calloc(1, sizeof(*req));
 		if (!req)
 			return MHD_NO;
-		req->started = now_seconds();
+		req->started = fv__now_seconds();
 		*req_cls = req;
 		atomic_fetch_add(&srv->active, 1);
 		atomic_fetch_add(&srv->metrics->in_flight, 1);
@@ -367,7 +359,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 
 		if (req->route != ROUTE_FLOWS)
 			return MHD_NO;
-		if (now_seconds() - req->started > (double)srv->cfg->request_timeout_s) {
+		if (fv__now_seconds() - req->started > (double)srv->cfg->request_timeout_s) {
 			fv__log(FV_LOG_INFO, "serve: body not received within serve.request_timeout_s "
 			        "(%u s); closing the connection", srv->cfg->request_timeout_s);
 			return MHD_NO;
@@ -420,7 +412,7 @@ static enum MHD_Result on_admin_request(void *cls, struct MHD_Connection *conn,
 	if (*upload_data_size)
 		return MHD_NO; /* nothing here takes a body */
 	memset(&req, 0, sizeof(req));
-	req.started = now_seconds();
+	req.started = fv__now_seconds();
 	if (srv->admin_token_set &&
 	    !fv__admin_authorized(srv->admin_token_digest,
 	                          MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -550,9 +542,9 @@ static unsigned int open_connections(struct MHD_Daemon *d)
 
 void fv__http_drain(struct serve_http *srv, double seconds, int connections)
 {
-	double deadline = now_seconds() + seconds;
+	double deadline = fv__now_seconds() + seconds;
 
-	while (now_seconds() < deadline &&
+	while (fv__now_seconds() < deadline &&
 	       (atomic_load(&srv->active) > 0 ||
 	        (connections && open_connections(srv->flows) + open_connections(srv->admin) > 0))) {
 		struct timespec pause = { 0, 10 * 1000 * 1000 };

@@ -175,14 +175,6 @@ void fv__link_free(struct keyproc_link *l)
 	free(l);
 }
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /*
  * One request and its reply (matched by id: a reply that arrives after its
  * request timed out is skipped). FV_OK, or FV_ERR_BACKEND when the key
@@ -205,7 +197,7 @@ static int roundtrip(struct keyproc_link *l, struct ipc_request *req, void *repl
 	req->id = ++c->next_id;
 	if (send(c->fd, req, sizeof(*req), MSG_NOSIGNAL) != (ssize_t)sizeof(*req))
 		goto dead;
-	deadline = now_ms() + IPC_TIMEOUT_MS;
+	deadline = fv__now_seconds() * 1e3 + IPC_TIMEOUT_MS;
 	for (;;) {
 		/* One recv per reply: SO_RCVTIMEO (set in fv__link_set) bounds it. */
 		ssize_t n = recv(c->fd, reply, reply_len, MSG_TRUNC);
@@ -225,7 +217,7 @@ static int roundtrip(struct keyproc_link *l, struct ipc_request *req, void *repl
 			goto out;
 		}
 		/* A late reply to an earlier request, or junk: skip it. */
-		if (now_ms() > deadline)
+		if (fv__now_seconds() * 1e3 > deadline)
 			goto out;
 	}
 dead:

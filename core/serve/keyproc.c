@@ -89,14 +89,6 @@ out:
 	return rc;
 }
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The keys in order: the first that yields a 16-byte AES key wins. */
 static void decrypt(struct keyproc *kp, const struct ipc_request *req, struct ipc_reply *rep)
 {
@@ -130,7 +122,7 @@ static void probe(struct keyproc *kp, struct ipc_probe_reply *rep)
 	size_t i;
 
 	pthread_mutex_lock(&kp->probe_lock);
-	if (now_seconds() - kp->probed_at >= PROBE_CACHE_SECONDS) {
+	if (fv__now_seconds() - kp->probed_at >= PROBE_CACHE_SECONDS) {
 		kp->ok_mask = 0;
 		for (i = 0; i < kp->key_count; i++) {
 			if (fv__key_probe(kp->keys[i]) == FV_OK)
@@ -138,7 +130,7 @@ static void probe(struct keyproc *kp, struct ipc_probe_reply *rep)
 			else
 				fv__log(FV_LOG_ERROR, "serve: /healthz: %s", fv_error_last()->message);
 		}
-		kp->probed_at = now_seconds();
+		kp->probed_at = fv__now_seconds();
 	}
 	rep->ok_mask = kp->ok_mask;
 	pthread_mutex_unlock(&kp->probe_lock);

@@ -416,14 +416,6 @@ void fv__media_free(struct serve_media *sm)
 	free(sm);
 }
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* "host:port:addr,addr" for CURLOPT_RESOLVE, from the resolver process. */
 static int resolve(struct serve_media *sm, const char *host, const char *port, double deadline,
                    char *entry, size_t size)
@@ -451,7 +443,7 @@ static int resolve(struct serve_media *sm, const char *host, const char *port, d
 	}
 	for (;;) {
 		struct pollfd p = { sm->resolver, POLLIN, 0 };
-		double left = deadline - now_ms();
+		double left = deadline - fv__now_seconds() * 1e3;
 		ssize_t n;
 
 		if (left <= 0 || poll(&p, 1, (int)left + 1) == 0) {
@@ -565,7 +557,7 @@ static void file_start(struct media_file *f, double deadline)
 	opt.allowed_hosts = (const char *const *)sm->cfg->allowed_hosts;
 	opt.allowed_count = sm->cfg->host_count;
 	opt.max_bytes = sm->cfg->max_file_bytes;
-	opt.timeout_ms = (long)(deadline - now_ms());
+	opt.timeout_ms = (long)(deadline - fv__now_seconds() * 1e3);
 	opt.ca_file = sm->ca ? NULL : sm->cfg->ca_file;
 	if (opt.timeout_ms <= 0) {
 		file_failed(f, "no time left for the download (serve.media.timeout_ms)");
@@ -591,7 +583,7 @@ static void file_start(struct media_file *f, double deadline)
 			curl_easy_setopt(c, CURLOPT_RESOLVE, f->resolve);
 		}
 		curl_easy_setopt(c, CURLOPT_PROXY, "");
-		opt.timeout_ms = (long)(deadline - now_ms());
+		opt.timeout_ms = (long)(deadline - fv__now_seconds() * 1e3);
 		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, opt.timeout_ms > 0 ? opt.timeout_ms : 1L);
 	}
 	if (sm->ca) {
@@ -658,7 +650,7 @@ static void run_downloads(struct media_file *files, size_t count, double deadlin
 				    fv__media_download_easy(files[i].dl) == msg->easy_handle)
 					file_finish(&files[i], msg->data.result);
 		}
-		left = deadline - now_ms();
+		left = deadline - fv__now_seconds() * 1e3;
 		if (!running || left <= 0)
 			break;
 		curl_multi_poll(multi, NULL, 0, left > 100 ? 100 : (int)left + 1, NULL);
@@ -705,7 +697,7 @@ int fv__media_upstream_call(void *arg, const char *key_name, const char *request
 	struct media_request req;
 	const char *text;
 	size_t count, i, nparts = 0, text_len = 0;
-	double deadline = now_ms() + (double)sm->cfg->timeout_ms;
+	double deadline = fv__now_seconds() * 1e3 + (double)sm->cfg->timeout_ms;
 	int rc;
 
 	root = fv__flow_json_parse(request, request_len);

@@ -54,14 +54,6 @@ struct serve_supervisor {
 	int resolver_ctl;
 };
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- One configuration generation ---- */
 
 static int read_tls_file(char **out, size_t *len, const char *path, const char *where,
@@ -322,14 +314,14 @@ static int send_channels(int ctl, int (*pairs)[2], size_t n, int side)
 /* 1 READY, 0 FAILED/closed/timeout (msg->text says why when it can). */
 static int wait_ready(int ctl, double seconds, struct ctl_msg *msg)
 {
-	double deadline = now_seconds() + seconds;
+	double deadline = fv__now_seconds() + seconds;
 	int fds[CTL_MAX_FDS];
 	size_t nfds, i;
 
 	memset(msg, 0, sizeof(*msg));
 	for (;;) {
 		struct pollfd p = { ctl, POLLIN, 0 };
-		double left = deadline - now_seconds();
+		double left = deadline - fv__now_seconds();
 		int got;
 
 		if (left <= 0) {
@@ -355,12 +347,12 @@ static int wait_ready(int ctl, double seconds, struct ctl_msg *msg)
 
 static void reap_pid(pid_t pid, double seconds)
 {
-	double deadline = now_seconds() + seconds;
+	double deadline = fv__now_seconds() + seconds;
 
 	while (waitpid(pid, NULL, WNOHANG) == 0) {
 		struct timespec pause = { 0, 10 * 1000 * 1000 };
 
-		if (now_seconds() > deadline) {
+		if (fv__now_seconds() > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
 			return;
@@ -862,7 +854,7 @@ static void reap(struct serve_supervisor *sup)
 			gen->keyproc_ctl = -1;
 			gen->keyproc = 0;
 			gen->keyproc_up = 0;
-			gen->keyproc_retry_at = now_seconds();
+			gen->keyproc_retry_at = fv__now_seconds();
 			atomic_fetch_add(&sup->env.metrics->keyproc_restarts, 1);
 			continue;
 		}
@@ -973,7 +965,7 @@ int fv__supervisor_run(struct serve_supervisor *sup)
 		double now;
 
 		sig = sigtimedwait(&set, &info, &wait);
-		now = now_seconds();
+		now = fv__now_seconds();
 		if (sup->watchdog_usec && now >= sup->watchdog_at) {
 			sd_notify(0, "WATCHDOG=1");
 			sup->watchdog_at = now + (double)sup->watchdog_usec / 2e6;
@@ -989,7 +981,7 @@ int fv__supervisor_run(struct serve_supervisor *sup)
 			} else {
 				fv__log(FV_LOG_ERROR, "serve: %s; trying again in %.0f s",
 				        fv_error_last()->message, KEYPROC_RETRY_SECONDS);
-				sup->gen->keyproc_retry_at = now_seconds() + KEYPROC_RETRY_SECONDS;
+				sup->gen->keyproc_retry_at = fv__now_seconds() + KEYPROC_RETRY_SECONDS;
 			}
 		}
 	}
@@ -1024,7 +1016,7 @@ void fv__supervisor_stop(struct serve_supervisor *sup)
 	if (sup->env.admin_fd >= 0)
 		close(sup->env.admin_fd);
 	sup->env.admin_fd = -1;
-	deadline = now_seconds() + (double)(sup->gen->cfg.upstream_timeout_ms +
+	deadline = fv__now_seconds() + (double)(sup->gen->cfg.upstream_timeout_ms +
 	                                    (sup->gen->cfg.media ? sup->gen->cfg.media->timeout_ms
 	                                                         : 0)) / 1e3 + 3.0;
 	for (;;) {
@@ -1045,7 +1037,7 @@ void fv__supervisor_stop(struct serve_supervisor *sup)
 		for (gen = sup->retiring; gen; gen = gen->next)
 			for (i = 0; i < gen->cfg.workers; i++)
 				left += gen->workers[i].pid > 0;
-		if (!left || now_seconds() > deadline)
+		if (!left || fv__now_seconds() > deadline)
 			break;
 		nanosleep(&(struct timespec){ 0, 10 * 1000 * 1000 }, NULL);
 	}

@@ -42,19 +42,11 @@ struct worker {
 	char *health_body;
 };
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int worker_health(void *arg, char **body)
 {
 	struct worker *w = arg;
 	const struct serve_config *cfg = &w->gen->cfg;
-	double now = now_seconds();
+	double now = fv__now_seconds();
 
 	pthread_mutex_lock(&w->health_lock);
 	if (!w->health_body || now - w->health_at >= HEALTH_CACHE_SECONDS) {

@@ -801,32 +801,40 @@ static int add_unique(json_object *list, const char *id)
 	return FV_OK;
 }
 
+/* KEY's numbers: its phone_numbers, then those of its waba_id as Graph
+ * lists them now (*graph opened for that when it was NULL). */
+static int key_numbers(json_object *list, fv_context *cur, const char *key, fv_graph **graph)
+{
+	const char *waba = fv_context_key_waba(cur, key);
+	size_t i, n = fv_context_key_phone_count(cur, key);
+	char **ids = NULL;
+	int rc;
+
+	for (i = 0; i < n; i++)
+		add_unique(list, fv_context_key_phone(cur, key, i));
+	if (!waba)
+		return FV_OK;
+	if ((!*graph && (rc = fv_graph_open(graph, cur)) != FV_OK) ||
+	    (rc = fv_graph_waba_phone_numbers(&ids, &n, *graph, waba)) != FV_OK)
+		return rc;
+	for (i = 0; i < n; i++)
+		add_unique(list, ids[i]);
+	fv_graph_ids_free(ids);
+	return FV_OK;
+}
+
 static int step_targets(struct fv_rotation *r)
 {
 	fv_context *cur = NULL;
 	fv_graph *graph = NULL;
 	json_object *list = json_object_new_array(), *rec;
-	const char *waba;
-	size_t i, n;
 	int rc;
 
 	if ((rc = progress(r, 0, 0, "listing the phone numbers of key %s", r->key)) != FV_OK)
 		goto out;
-	if ((rc = fv_context_open(&cur, r->config_path, 0)) != FV_OK)
+	if ((rc = fv_context_open(&cur, r->config_path, 0)) != FV_OK ||
+	    (rc = key_numbers(list, cur, r->key, &graph)) != FV_OK)
 		goto out;
-	n = fv_context_key_phone_count(cur, r->key);
-	for (i = 0; i < n; i++)
-		add_unique(list, fv_context_key_phone(cur, r->key, i));
-	if ((waba = fv_context_key_waba(cur, r->key)) != NULL) {
-		char **ids = NULL;
-
-		if ((rc = fv_graph_open(&graph, cur)) != FV_OK ||
-		    (rc = fv_graph_waba_phone_numbers(&ids, &n, graph, waba)) != FV_OK)
-			goto out;
-		for (i = 0; i < n; i++)
-			add_unique(list, ids[i]);
-		fv_graph_ids_free(ids);
-	}
 	if ((rc = targets_set(r, list)) != FV_OK)
 		goto out;
 	rec = record_new("targets");
@@ -1861,7 +1869,6 @@ static int finish_check(struct fv_rotation *r, fv_context *cur, int no_register)
 	fv_graph_result *res = NULL;
 	fv_key *key = NULL;
 	char fp[FV_FINGERPRINT_HEX_SIZE], names[1024];
-	const char *waba;
 	size_t i, n;
 	int rc = FV_OK;
 
@@ -1869,20 +1876,10 @@ static int finish_check(struct fv_rotation *r, fv_context *cur, int no_register)
 		rc = fv__error_nomem();
 		goto out;
 	}
-	n = fv_context_key_phone_count(cur, r->new_name);
-	for (i = 0; i < n; i++)
-		add_unique(all, fv_context_key_phone(cur, r->new_name, i));
-	if ((waba = fv_context_key_waba(cur, r->new_name)) != NULL) {
-		char **wids = NULL;
-
-		if ((rc = fv_graph_open(&graph, cur)) != FV_OK ||
-		    (rc = fv_graph_waba_phone_numbers(&wids, &n, graph, waba)) != FV_OK) {
-			fv__error_prefix("--finish: listing the phone numbers of WABA %s again", waba);
-			goto out;
-		}
-		for (i = 0; i < n; i++)
-			add_unique(all, wids[i]);
-		fv_graph_ids_free(wids);
+	if ((rc = key_numbers(all, cur, r->new_name, &graph)) != FV_OK) {
+		fv__error_prefix("--finish: listing the phone numbers of WABA %s again",
+		                 fv_context_key_waba(cur, r->new_name));
+		goto out;
 	}
 	n = json_object_array_length(all);
 	if (n) {

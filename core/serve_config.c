@@ -84,8 +84,8 @@ static int want_string(json_object *v, const char *where, const char *field)
 	return FV_OK;
 }
 
-static int want_int(long long *out, json_object *v, const char *where,
-                    const char *field, long long min, long long max)
+int fv__serve_want_int(long long *out, json_object *v, const char *where, const char *field,
+                       long long min, long long max)
 {
 	long long n;
 
@@ -545,33 +545,33 @@ int fv__serve_config_parse(struct serve_config *out, json_object *section,
 	}
 
 	if (json_object_object_get_ex(section, "upstream_timeout_ms", &v)) {
-		if ((rc = want_int(&n, v, where, "upstream_timeout_ms", 100,
+		if ((rc = fv__serve_want_int(&n, v, where, "upstream_timeout_ms", 100,
 		                   SERVE_MAX_UPSTREAM_TIMEOUT_MS)) != FV_OK)
 			goto out;
 		cfg.upstream_timeout_ms = (long)n;
 	}
 	if (json_object_object_get_ex(section, "max_body_bytes", &v)) {
-		if ((rc = want_int(&n, v, where, "max_body_bytes", 1024, 64LL * 1024 * 1024)) != FV_OK)
+		if ((rc = fv__serve_want_int(&n, v, where, "max_body_bytes", 1024, 64LL * 1024 * 1024)) != FV_OK)
 			goto out;
 		cfg.max_body_bytes = (size_t)n;
 	}
 	if (json_object_object_get_ex(section, "max_connections", &v)) {
-		if ((rc = want_int(&n, v, where, "max_connections", 1, 100000)) != FV_OK)
+		if ((rc = fv__serve_want_int(&n, v, where, "max_connections", 1, 100000)) != FV_OK)
 			goto out;
 		cfg.max_connections = (unsigned int)n;
 	}
 	if (json_object_object_get_ex(section, "request_timeout_s", &v)) {
-		if ((rc = want_int(&n, v, where, "request_timeout_s", 1, 3600)) != FV_OK)
+		if ((rc = fv__serve_want_int(&n, v, where, "request_timeout_s", 1, 3600)) != FV_OK)
 			goto out;
 		cfg.request_timeout_s = (unsigned int)n;
 	}
 	if (json_object_object_get_ex(section, "threads", &v)) {
-		if ((rc = want_int(&n, v, where, "threads", 1, 1024)) != FV_OK)
+		if ((rc = fv__serve_want_int(&n, v, where, "threads", 1, 1024)) != FV_OK)
 			goto out;
 		cfg.threads = (unsigned int)n;
 	}
 	if (json_object_object_get_ex(section, "workers", &v)) {
-		if ((rc = want_int(&n, v, where, "workers", 1, 64)) != FV_OK)
+		if ((rc = fv__serve_want_int(&n, v, where, "workers", 1, 64)) != FV_OK)
 			goto out;
 		cfg.workers = (unsigned int)n;
 	}

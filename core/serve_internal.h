@@ -80,6 +80,10 @@ FV_INTERNAL void fv__serve_config_clear(struct serve_config *cfg);
 /* FV_OK when requests will be authenticated (app_secrets), or when
  * allow_unsigned says explicitly that they need not be; FV_ERR_CONFIG saying
  * what to add otherwise. `doctor` and `serve` share this rule. */
+/* An integer member `v` of `where`, within [min, max]; FV_ERR_CONFIG naming
+ * where.field otherwise. */
+FV_INTERNAL int fv__serve_want_int(long long *out, json_object *v, const char *where,
+                                   const char *field, long long min, long long max);
 FV_INTERNAL int fv__serve_config_signing(const struct serve_config *cfg, const char *where);
 /* 127.0.0.0/8, ::1 (also v4-mapped) or "localhost". */
 FV_INTERNAL int fv__host_is_loopback(const char *host);

@@ -69,20 +69,16 @@ static int media_int(long long *out, int *found, json_object *obj, const char *n
                      const char *where, long long min, long long max)
 {
 	json_object *v;
-	long long n;
+	char at[128];
+	int rc;
 
 	*found = 0;
 	if (!json_object_object_get_ex(obj, name, &v))
 		return FV_OK;
-	if (!json_object_is_type(v, json_type_int))
-		return fv__error_set(FV_ERR_CONFIG, "%s.media.%s: expected an integer", where, name);
-	n = json_object_get_int64(v);
-	if (n < min || n > max)
-		return fv__error_set(FV_ERR_CONFIG, "%s.media.%s: %lld is out of range (%lld to %lld)",
-		                     where, name, n, min, max);
-	*out = n;
-	*found = 1;
-	return FV_OK;
+	snprintf(at, sizeof(at), "%s.media", where);
+	if ((rc = fv__serve_want_int(out, v, at, name, min, max)) == FV_OK)
+		*found = 1;
+	return rc;
 }
 
 int fv__media_config_parse(struct serve_media_config **out, json_object *v, const char *where,

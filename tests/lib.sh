@@ -90,4 +90,12 @@ wait_port() {
 	fail "nothing listens on 127.0.0.1:$1 after ${2:-10}s"
 }
 
-set -e
+# A command failing under set -e would end the test without a word; say
+# which one and where, so a failure seen only in CI can be read.
+fv_on_error() {
+	case $- in *e*) [ "$BASH_SUBSHELL" = 0 ] &&
+		echo "FAIL: $2: '$3' exited $1 (set -e)" >&2 ;; esac
+	return 0
+}
+trap 'fv_on_error $? "${BASH_SOURCE[0]##*/}:$LINENO" "$BASH_COMMAND"' ERR
+set -eE

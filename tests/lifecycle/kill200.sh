@@ -13,15 +13,17 @@ start_sim
 export FLOWS_PASS="pass-$(openssl rand -hex 8)"
 mkdir -p "$T/keys" && chmod 700 "$T/keys"
 lc_config "$N"
-# A short request timeout (a resume waits up to one for the uploads a killed
-# run left in flight) and no retries: a POST retried after a timeout on a
-# loaded machine would count as a second upload that no kill caused.
-jq '.graph.max_in_flight = 8 | .graph.timeout_seconds = 3 | .graph.max_retries = 0' \
-	"$T/config.json" >"$T/c" && cat "$T/c" >"$T/config.json"
 run "$FV" generate flows
 expect_rc 0 "generate flows"
+# The first registration, before any kill, with the default timeouts and
+# retries: it only sets the scene, and a loaded machine may be slow.
 run "$FV" register flows
 expect_rc 0 "register flows on $N numbers"
+# Then a short request timeout (a resume waits up to one for the uploads a
+# killed run left in flight) and no retries: a POST retried after a timeout
+# on a loaded machine would count as a second upload that no kill caused.
+jq '.graph.max_in_flight = 8 | .graph.timeout_seconds = 3 | .graph.max_retries = 0' \
+	"$T/config.json" >"$T/c" && cat "$T/c" >"$T/config.json"
 
 log_mark() { sim_ctl GET /_sim/log | jq '.requests | length'; }
 posts_since() {

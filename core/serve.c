@@ -140,17 +140,18 @@ static int single_new(fv_server *srv)
 	hc.app_secrets = (const char *const *)gen->secrets;
 	hc.app_secret_lens = gen->secret_lens;
 	hc.app_secret_count = gen->cfg.app_secret_count;
+	if (!(srv->metrics = fv__metrics_map(0)))
+		return fv_error_last()->status;
+	atomic_store(&srv->metrics->generation, 1);
 	/* serve.media in one process: libcurl resolves and reads the CA itself. */
 	if (srv->upstream && gen->cfg.media &&
-	    (rc = fv__media_new(&srv->media, gen->cfg.media, srv->upstream, -1, NULL, 0)) != FV_OK)
+	    (rc = fv__media_new(&srv->media, gen->cfg.media, srv->upstream, -1, NULL, 0,
+	                        srv->metrics)) != FV_OK)
 		return rc;
 	hc.upstream = srv->media ? fv__media_upstream_call : srv->upstream ? fv__upstream_call : NULL;
 	hc.upstream_arg = srv->media ? (void *)srv->media : (void *)srv->upstream;
 	if ((rc = fv_flow_handler_new(&srv->handler, &hc)) != FV_OK)
 		return rc;
-	if (!(srv->metrics = fv__metrics_map(0)))
-		return fv_error_last()->status;
-	atomic_store(&srv->metrics->generation, 1);
 	for (i = 0; i < gen->cfg.key_count; i++)
 		srv->http.key_slots[i] = fv__metrics_key_slot(srv->metrics, gen->cfg.keys[i]);
 	srv->http.cfg = &gen->cfg;

@@ -283,7 +283,7 @@ static void set_status(json_object *obj, json_object *status)
 }
 
 static void find_in(json_object *v, json_object **found, size_t max, size_t *count,
-                    unsigned int depth)
+                    size_t *refused, unsigned int depth)
 {
 	size_t i, n;
 
@@ -293,35 +293,40 @@ static void find_in(json_object *v, json_object **found, size_t max, size_t *cou
 	if (json_object_is_type(v, json_type_array)) {
 		n = json_object_array_length(v);
 		for (i = 0; i < n; i++)
-			find_in(json_object_array_get_idx(v, i), found, max, count, depth + 1);
+			find_in(json_object_array_get_idx(v, i), found, max, count, refused,
+			        depth + 1);
 		return;
 	}
 	if (!json_object_is_type(v, json_type_object))
 		return;
 	if (json_object_object_get_ex(v, "encryption_metadata", NULL)) {
-		if (*count < max)
+		if (*count < max) {
 			found[(*count)++] = v;
-		else
+		} else {
 			set_status(v, failed_status("more media objects in one request than serve "
 			                            "handles (32); not downloaded"));
+			(*refused)++;
+		}
 		return;
 	}
 	{
 		json_object_object_foreach(v, key, member) {
 			(void)key;
-			find_in(member, found, max, count, depth + 1);
+			find_in(member, found, max, count, refused, depth + 1);
 		}
 	}
 }
 
-size_t fv__media_find(json_object *root, json_object **found, size_t max)
+size_t fv__media_find(json_object *root, json_object **found, size_t max, size_t *refused)
 {
 	json_object *data;
-	size_t count = 0;
+	size_t count = 0, over = 0;
 
 	if (json_object_is_type(root, json_type_object) &&
 	    json_object_object_get_ex(root, "data", &data))
-		find_in(data, found, max, &count, 0);
+		find_in(data, found, max, &count, &over, 0);
+	if (refused)
+		*refused = over;
 	return count;
 }
 
@@ -338,6 +343,7 @@ int fv__media_take(fv_media **out, json_object *obj)
 struct serve_media {
 	const struct serve_media_config *cfg;
 	struct serve_upstream *upstream;
+	struct serve_metrics *metrics;
 	pthread_mutex_t lock;        /* the resolver connection */
 	int resolver;                /* -1: none (in_process: libcurl resolves) */
 	int in_process;
@@ -368,7 +374,8 @@ struct media_request {
 };
 
 int fv__media_new(struct serve_media **out, const struct serve_media_config *cfg,
-                  struct serve_upstream *upstream, int resolver, const char *ca, size_t ca_len)
+                  struct serve_upstream *upstream, int resolver, const char *ca, size_t ca_len,
+                  struct serve_metrics *metrics)
 {
 	struct serve_media *sm = calloc(1, sizeof(*sm));
 
@@ -377,6 +384,7 @@ int fv__media_new(struct serve_media **out, const struct serve_media_config *cfg
 		return fv__error_nomem();
 	sm->cfg = cfg;
 	sm->upstream = upstream;
+	sm->metrics = metrics;
 	sm->resolver = resolver;
 	sm->in_process = resolver < 0;
 	if (ca) {
@@ -692,12 +700,14 @@ int fv__media_upstream_call(void *arg, const char *key_name, const char *request
 	struct upstream_part parts[MEDIA_MAX_OBJECTS + 1];
 	struct media_request req;
 	const char *text;
-	size_t count, i, nparts = 0, text_len = 0;
+	size_t count, refused = 0, i, nparts = 0, text_len = 0;
 	double deadline = fv__now_seconds() * 1e3 + (double)sm->cfg->timeout_ms;
 	int rc;
 
 	root = fv__flow_json_parse(request, request_len);
-	count = root ? fv__media_find(root, found, MEDIA_MAX_OBJECTS) : 0;
+	count = root ? fv__media_find(root, found, MEDIA_MAX_OBJECTS, &refused) : 0;
+	for (i = 0; i < refused; i++)
+		fv__metrics_media(sm->metrics, 0, 0);
 	if (!count) {
 		/* No media objects: the request goes as it came, as JSON. */
 		fv__flow_json_wipe_put(root);
@@ -716,6 +726,7 @@ int fv__media_upstream_call(void *arg, const char *key_name, const char *request
 	run_downloads(files, count, deadline);
 	parts[nparts++] = (struct upstream_part){ "request", NULL, "application/json", NULL, 0 };
 	for (i = 0; i < count; i++) {
+		fv__metrics_media(sm->metrics, files[i].ok, files[i].ok ? files[i].len : 0);
 		if (files[i].ok) {
 			set_status(files[i].obj, ok_status(&files[i]));
 			parts[nparts++] = (struct upstream_part){ files[i].part, files[i].filename,

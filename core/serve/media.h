@@ -83,10 +83,10 @@ struct serve_media;
 
 /* `resolver`: a connection to the resolver process, or -1 to let libcurl
  * resolve (isolation "none"). `ca`: the bundle to trust, or NULL for
- * cfg->ca_file or the system's. */
+ * cfg->ca_file or the system's. `metrics` counts the files (may be NULL). */
 FV_INTERNAL int fv__media_new(struct serve_media **out, const struct serve_media_config *cfg,
                               struct serve_upstream *upstream, int resolver, const char *ca,
-                              size_t ca_len);
+                              size_t ca_len, struct serve_metrics *metrics);
 /* A new resolver connection (after the resolver process was restarted). */
 FV_INTERNAL void fv__media_set_resolver(struct serve_media *sm, int fd);
 FV_INTERNAL void fv__media_free(struct serve_media *sm);
@@ -97,8 +97,9 @@ FV_INTERNAL int fv__media_upstream_call(void *arg, const char *key_name, const c
 
 /* The media objects (those with an encryption_metadata) under the
  * request's "data", at most `max` (owned by root); any beyond are wiped and
- * marked failed at once. */
-FV_INTERNAL size_t fv__media_find(json_object *root, json_object **found, size_t max);
+ * marked failed at once, and counted in `*refused` (when not NULL). */
+FV_INTERNAL size_t fv__media_find(json_object *root, json_object **found, size_t max,
+                                  size_t *refused);
 /* A verifier for one found object, whose encryption_metadata is then wiped
  * and replaced by null (also when the object is refused). */
 FV_INTERNAL int fv__media_take(fv_media **out, json_object *obj);

@@ -91,6 +91,18 @@ void fv__metrics_reply(struct serve_metrics *m, const fv_flow_reply *reply,
 		observe(&m->upstream, reply->upstream_seconds);
 }
 
+void fv__metrics_media(struct serve_metrics *m, int ok, uint64_t clear_bytes)
+{
+	if (!m)
+		return;
+	if (ok) {
+		atomic_fetch_add(&m->media_ok, 1);
+		atomic_fetch_add(&m->media_bytes, clear_bytes);
+	} else {
+		atomic_fetch_add(&m->media_failed, 1);
+	}
+}
+
 struct text {
 	char *buf;
 	size_t len, cap;
@@ -212,6 +224,17 @@ char *fv__metrics_render(struct serve_metrics *m, size_t *len)
 	        "flowvault_reloads_total{result=\"ok\"} %ju\n"
 	        "flowvault_reloads_total{result=\"failed\"} %ju\n",
 	    (uintmax_t)atomic_load(&m->reloads), (uintmax_t)atomic_load(&m->reload_failures));
+	put(&t, "# HELP flowvault_media_files_total Media files in Flows requests (serve.media), "
+	        "by result: verified and passed on, or reported failed to the upstream.\n"
+	        "# TYPE flowvault_media_files_total counter\n"
+	        "flowvault_media_files_total{result=\"ok\"} %ju\n"
+	        "flowvault_media_files_total{result=\"failed\"} %ju\n"
+	        "# HELP flowvault_media_bytes_total Clear bytes of verified media files passed to "
+	        "the upstream.\n"
+	        "# TYPE flowvault_media_bytes_total counter\n"
+	        "flowvault_media_bytes_total %ju\n",
+	    (uintmax_t)atomic_load(&m->media_ok), (uintmax_t)atomic_load(&m->media_failed),
+	    (uintmax_t)atomic_load(&m->media_bytes));
 	if (m->separated)
 		put(&t, "# HELP flowvault_process_restarts_total Server processes restarted after "
 		        "they died.\n"

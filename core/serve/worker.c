@@ -163,7 +163,7 @@ void fv__worker_main(struct serve_gen *gen, unsigned int index,
 		fail("serve.upstream");
 	if (w.upstream && gen->cfg.media) {
 		if (fv__media_new(&w.media, gen->cfg.media, w.upstream, resolver, gen->media_ca,
-		                  gen->media_ca_len) != FV_OK)
+		                  gen->media_ca_len, env->metrics) != FV_OK)
 			fail("serve.media");
 	} else if (resolver >= 0) {
 		close(resolver);

@@ -36,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	root = fv__flow_json_parse((const char *)data, size);
 	if (!root)
 		return 0;
-	n = fv__media_find(root, found, MEDIA_MAX_OBJECTS);
+	n = fv__media_find(root, found, MEDIA_MAX_OBJECTS, NULL);
 	for (i = 0; i < n; i++) {
 		fv_media *m = NULL;
 
@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fv_media_free(m);
 	}
 	/* Every media object, handled or over the limit, is keyless now. */
-	n = fv__media_find(root, again, sizeof(again) / sizeof(again[0]));
+	n = fv__media_find(root, again, sizeof(again) / sizeof(again[0]), NULL);
 	for (i = 0; i < n; i++)
 		check_taken(again[i]);
 	fv__flow_json_wipe_put(root);

@@ -133,6 +133,29 @@ if bad:
 PY
 pass "2 verified files reach the upstream in clear (SHA-256 checked there), 16 refused or tampered ones reported failed, request answered 200"
 
+# /metrics counts the files by result, and the clear bytes passed on.
+run curl -s "http://127.0.0.1:$ADMIN/metrics"
+expect_out_has 'flowvault_media_files_total{result="ok"} 2'
+expect_out_has 'flowvault_media_files_total{result="failed"} 16'
+expect_out_has "flowvault_media_bytes_total $(($(stat -c %s "$T/photo.jpg") + $(stat -c %s "$T/doc.txt")))"
+pass "/metrics: 2 media files ok, 16 failed, and the clear bytes passed on"
+
+# More media objects than one request handles: the first 32 are handled
+# (off the allowlist: refused before any download), the 2 beyond are
+# reported failed without a download; the request still succeeds.
+many=$(jq -nc --slurpfile o "$T/m/outside.json" \
+	'{version: "3.0", action: "data_exchange", screen: "UPLOAD", flow_token: "t7",
+	  data: {document_picker: [range(34) | $o[0]]}}')
+post --url "$URL" --pub "$T/current.pub" --secret "$APP_SECRET" --payload "$many"
+expect_field status 200
+[ "$(jq -r '[.response.data.files[] | select(.status == "failed")] | length' <<<"$OUT")" = 34 ] ||
+	fail "34 media objects: $(jq -c '[.response.data.files[] | .status]' <<<"$OUT")"
+[ "$(jq -r '[.response.data.files[] | select(.reason | test("more media objects"))] | length' <<<"$OUT")" = 2 ] ||
+	fail "the 2 objects beyond 32 are not reported as such: $(jq -c '[.response.data.files[].reason] | unique' <<<"$OUT")"
+run curl -s "http://127.0.0.1:$ADMIN/metrics"
+expect_out_has 'flowvault_media_files_total{result="failed"} 50'
+pass "34 media objects in one request: 32 handled, 2 reported failed without a download, all counted"
+
 # No key material in what the upstream received, nor in the log.
 ls "$T/bodies"/*.body >/dev/null || fail "the upstream saved no body"
 for o in "$T"/m/*.json; do

@@ -234,7 +234,7 @@ serve_stop
 
 # -- isolation "none": libcurl resolves and reads ca_file in the one process. --
 ADMIN=$(flow_free_port)
-flow_config "$T/none.json" "{\"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"off\", \"keys\": [\"current\"],
+flow_config "$T/none.json" "{\"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"127.0.0.1:$ADMIN\", \"keys\": [\"current\"],
   \"app_secrets\": [\"env:APP_SECRET\"], \"upstream\": \"http://127.0.0.1:$UP/logic\", \"threads\": 4,
   \"isolation\": \"none\", \"upstream_timeout_ms\": 5000,
   \"media\": {\"allowed_hosts\": [\"localhost\"], \"timeout_ms\": 2500, \"ca_file\": \"ca.pem\",
@@ -256,5 +256,8 @@ post --url "$URL" --pub "$T/current.pub" --secret "$APP_SECRET" --payload "$payl
 expect_field status 200
 [ "$(jq -r '[.response.data.files[].status] | sort | join(",")' <<<"$OUT")" = failed,ok ] || fail "max_total_bytes: $OUT"
 jq -r '.response.data.files[].reason // empty' <<<"$OUT" | grep -q "max_total_bytes" || fail "max_total_bytes not named: $OUT"
+run curl -s "http://127.0.0.1:$ADMIN/metrics"
+expect_out_has 'flowvault_media_files_total{result="ok"} 2'
+expect_out_has 'flowvault_media_files_total{result="failed"} 2'
 serve_stop
-pass "files beyond max_total_bytes are refused, the others arrive"
+pass "files beyond max_total_bytes are refused, the others arrive; /metrics counts them in one process too"

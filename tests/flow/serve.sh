@@ -176,14 +176,20 @@ client=$!
 for ((i = 0; i < 100; i++)); do [ -e "$T/slow.mark" ] && break; sleep 0.1; done
 [ -e "$T/slow.mark" ] || fail "the slow request never reached the upstream"
 kill -TERM "$SERVE_PID"
-for ((i = 0; i < 50; i++)); do
-	grep -q "finishing requests in flight" "$T/serve.log" && break
-	sleep 0.1
-done
 # While it drains, a new connection is refused at once, so that a load
 # balancer's health check marks the node down and its retry goes elsewhere;
 # a connection queued where no process accepts it any more would only time out.
-sleep 0.5
+# The workers close their copies of the sockets when the supervisor tells
+# them to: wait (bounded) until no process listens on either port.
+listening() { # listening PORT: a socket listens on 127.0.0.1:PORT
+	awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a && $4 == "0A" { f = 1 } END { exit !f }' /proc/net/tcp
+}
+for ((i = 0; i < 50; i++)); do
+	listening "$PORT" || listening "$ADMIN" || break
+	sleep 0.1
+done
+! listening "$PORT" && ! listening "$ADMIN" || fail "serve still listens 5 s after SIGTERM"
+kill -0 "$client" 2>/dev/null || fail "the request in flight ended before the probes: $(cat "$T/inflight.json")"
 for probe in "http://127.0.0.1:$ADMIN/healthz" "$URL"; do
 	rc=0
 	curl -s -o /dev/null --max-time 2 "$probe" || rc=$?

@@ -73,6 +73,9 @@ v=json.loads(sys.argv[1])
 for p in sys.argv[2].split("."):
     v = v.get(p) if isinstance(v, dict) else None
 print(json.dumps(v) if not isinstance(v, str) else v)' "$OUT" "$1"; }
+# elapsed_ms: how long the last post's request took, in ms, as the client
+# timed it (from sending it on; node's own start-up is not the server's time).
+elapsed_ms() { "$PY" -c 'import sys; print(int(float(sys.argv[1]) * 1000))' "$(field elapsed)"; }
 expect_field() { # expect_field EXPR VALUE
 	local got
 	got=$(field "$1")

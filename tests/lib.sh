@@ -90,6 +90,21 @@ wait_port() {
 	fail "nothing listens on 127.0.0.1:$1 after ${2:-10}s"
 }
 
+# listening PORT: whether a socket listens on 127.0.0.1:PORT (of any process).
+listening() {
+	awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a && $4 == "0A" { f = 1 } END { exit !f }' /proc/net/tcp
+}
+# wait_port_free PORT [SECONDS]: until nothing listens on 127.0.0.1:PORT. A
+# server's children share its listening sockets and may outlive it a moment.
+wait_port_free() {
+	local i
+	for ((i = 0; i < ${2:-10} * 10; i++)); do
+		listening "$1" || return 0
+		sleep 0.1
+	done
+	fail "something still listens on 127.0.0.1:$1 after ${2:-10}s"
+}
+
 # A command failing under set -e would end the test without a word; say
 # which one and where, so a failure seen only in CI can be read.
 fv_on_error() {

@@ -181,14 +181,8 @@ kill -TERM "$SERVE_PID"
 # a connection queued where no process accepts it any more would only time out.
 # The workers close their copies of the sockets when the supervisor tells
 # them to: wait (bounded) until no process listens on either port.
-listening() { # listening PORT: a socket listens on 127.0.0.1:PORT
-	awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a && $4 == "0A" { f = 1 } END { exit !f }' /proc/net/tcp
-}
-for ((i = 0; i < 50; i++)); do
-	listening "$PORT" || listening "$ADMIN" || break
-	sleep 0.1
-done
-! listening "$PORT" && ! listening "$ADMIN" || fail "serve still listens 5 s after SIGTERM"
+wait_port_free "$PORT" 5
+wait_port_free "$ADMIN" 5
 kill -0 "$client" 2>/dev/null || fail "the request in flight ended before the probes: $(cat "$T/inflight.json")"
 for probe in "http://127.0.0.1:$ADMIN/healthz" "$URL"; do
 	rc=0

@@ -183,7 +183,8 @@ kill -TERM "$SERVE_PID"
 # them to: wait (bounded) until no process listens on either port.
 wait_port_free "$PORT" 5
 wait_port_free "$ADMIN" 5
-kill -0 "$client" 2>/dev/null || fail "the request in flight ended before the probes: $(cat "$T/inflight.json")"
+kill -0 "$client" 2>/dev/null ||
+	fail "the request in flight ended before serve stopped listening (it must stop at once): $(cat "$T/inflight.json")"
 for probe in "http://127.0.0.1:$ADMIN/healthz" "$URL"; do
 	rc=0
 	curl -s -o /dev/null --max-time 2 "$probe" || rc=$?

@@ -82,7 +82,7 @@ ping() {
 	set -e
 	elapsed=$(field elapsed 2>/dev/null || echo null)
 	# No answer: the whole wait, start-up included, is all there is to report.
-	[ "$elapsed" != null ] || elapsed=$(since "$start")
+	if [ "$elapsed" = null ]; then elapsed=$(since "$start"); else elapsed=$(printf '%.2f' "$elapsed"); fi
 	status=$(field status 2>/dev/null || echo none)
 	check "$([ "$status" = 200 ] && [ "$(field response 2>/dev/null)" = '{"data": {"status": "active"}}' ] &&
 		is "$elapsed <= $2" || echo 0)" \

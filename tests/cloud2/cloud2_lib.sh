@@ -20,9 +20,7 @@ cloud2_ca() {
 	chmod 600 "$T/ca.key" "$T/server.key"
 }
 
-cloud2_free_port() {
-	"$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+cloud2_free_port() { free_port; }
 
 # cloud2_start NAME SCRIPT ARGS...: run a simulator in the background (log in
 # $T/NAME.log) and wait until its first --port listens.

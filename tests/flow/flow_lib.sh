@@ -5,10 +5,7 @@ PYWA="$VECTORS/pywa-flows"
 # The system interpreter: a version-manager shim can take a second to start.
 PY=$(command -v /usr/bin/python3 || command -v python3)
 
-# flow_free_port: like free_port, with the system interpreter.
-flow_free_port() {
-	"$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+flow_free_port() { free_port; }
 
 # The pywa known-answer key (encrypted PKCS#8, passphrase "pywa"), mode 0600.
 flow_setup_keys() {

@@ -23,6 +23,7 @@ fv_cleanup() {
 		eval "${fv_cleanup_hooks[$i]}" >/dev/null 2>&1 || true
 	done
 	rm -rf "$T"
+	fv_release_ports
 }
 trap fv_cleanup EXIT
 
@@ -67,17 +68,52 @@ expect_file_mode() { # expect_file_mode MODE FILE
 	[ "$m" = "$1" ] || fail "$2 has mode $m, expected $1"
 }
 
-# free_port: a TCP port nobody listens on right now (loopback).
+# free_port: a TCP port nobody listens on right now (loopback), reserved for
+# this test until it ends: tests running at the same time (ctest -j) never get
+# the same port, even while this one is not bound yet or between restarts.
 # The system python starts fast; a version manager's shim may not.
 PYTHON=$(command -v /usr/bin/python3 || command -v python3)
+FV_PORTS_DIR="${TMPDIR:-/tmp}/flowvault-test-ports"
 free_port() {
-	"$PYTHON" - <<'PY'
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()
+	"$PYTHON" - "$FV_PORTS_DIR" "$$" <<'PY'
+import os, socket, sys
+ports, owner = sys.argv[1], sys.argv[2]
+try:  # shared by every user's tests, like /tmp
+    os.mkdir(ports)
+    os.chmod(ports, 0o1777)
+except FileExistsError:
+    pass
+for _ in range(200):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    mark = os.path.join(ports, str(port))
+    try:
+        fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        try:  # reserved: by a running test, or left by one that was killed
+            os.kill(int(open(mark).read() or 0), 0)
+        except (ValueError, ProcessLookupError, FileNotFoundError):
+            try:
+                os.unlink(mark)
+            except FileNotFoundError:
+                pass
+        except PermissionError:
+            pass
+        continue
+    os.write(fd, owner.encode())
+    os.close(fd)
+    print(port)
+    break
+else:
+    sys.exit("free_port: no free port that no other test holds")
 PY
+}
+# fv_release_ports: give back the ports free_port reserved for this test.
+fv_release_ports() {
+	grep -lxF "$$" "$FV_PORTS_DIR"/* 2>/dev/null | xargs -r rm -f
+	return 0
 }
 
 # wait_port PORT [SECONDS]: until something accepts on 127.0.0.1:PORT.
@@ -88,6 +124,21 @@ wait_port() {
 		sleep 0.1
 	done
 	fail "nothing listens on 127.0.0.1:$1 after ${2:-10}s"
+}
+
+# listening PORT: whether a socket listens on 127.0.0.1:PORT (of any process).
+listening() {
+	awk -v a="$(printf '0100007F:%04X' "$1")" '$2 == a && $4 == "0A" { f = 1 } END { exit !f }' /proc/net/tcp
+}
+# wait_port_free PORT [SECONDS]: until nothing listens on 127.0.0.1:PORT. A
+# server's children share its listening sockets and may outlive it a moment.
+wait_port_free() {
+	local i
+	for ((i = 0; i < ${2:-10} * 10; i++)); do
+		listening "$1" || return 0
+		sleep 0.1
+	done
+	fail "something still listens on 127.0.0.1:$1 after ${2:-10}s"
 }
 
 # A command failing under set -e would end the test without a word; say

@@ -5,10 +5,7 @@ PYWA="$VECTORS/pywa-flows"
 # The system interpreter: a version-manager shim can take a second to start.
 PY=$(command -v /usr/bin/python3 || command -v python3)
 
-# flow_free_port: like free_port, with the system interpreter.
-flow_free_port() {
-	"$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+flow_free_port() { free_port; }
 
 # The pywa known-answer key (encrypted PKCS#8, passphrase "pywa"), mode 0600.
 flow_setup_keys() {
@@ -73,6 +70,9 @@ v=json.loads(sys.argv[1])
 for p in sys.argv[2].split("."):
     v = v.get(p) if isinstance(v, dict) else None
 print(json.dumps(v) if not isinstance(v, str) else v)' "$OUT" "$1"; }
+# elapsed_ms: how long the last post's request took, in ms, as the client
+# timed it (from sending it on; node's own start-up is not the server's time).
+elapsed_ms() { "$PY" -c 'import sys; print(int(float(sys.argv[1]) * 1000))' "$(field elapsed)"; }
 expect_field() { # expect_field EXPR VALUE
 	local got
 	got=$(field "$1")

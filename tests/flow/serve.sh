@@ -176,14 +176,15 @@ client=$!
 for ((i = 0; i < 100; i++)); do [ -e "$T/slow.mark" ] && break; sleep 0.1; done
 [ -e "$T/slow.mark" ] || fail "the slow request never reached the upstream"
 kill -TERM "$SERVE_PID"
-for ((i = 0; i < 50; i++)); do
-	grep -q "finishing requests in flight" "$T/serve.log" && break
-	sleep 0.1
-done
 # While it drains, a new connection is refused at once, so that a load
 # balancer's health check marks the node down and its retry goes elsewhere;
 # a connection queued where no process accepts it any more would only time out.
-sleep 0.5
+# The workers close their copies of the sockets when the supervisor tells
+# them to: wait (bounded) until no process listens on either port.
+wait_port_free "$PORT" 5
+wait_port_free "$ADMIN" 5
+kill -0 "$client" 2>/dev/null ||
+	fail "the request in flight ended before serve stopped listening (it must stop at once): $(cat "$T/inflight.json")"
 for probe in "http://127.0.0.1:$ADMIN/healthz" "$URL"; do
 	rc=0
 	curl -s -o /dev/null --max-time 2 "$probe" || rc=$?

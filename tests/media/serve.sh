@@ -201,11 +201,20 @@ done
 pass "workers still in seccomp mode 2 on every thread, no file open; one resolver process"
 
 # The resolver process is replaced when it dies, and downloads work again.
-kill -9 "$(children fv-resolver)"
-for ((i = 0; i < 50; i++)); do
-	[ "$(children fv-resolver | wc -l)" = 1 ] && break
+old_resolver=$(children fv-resolver)
+kill -9 "$old_resolver"
+# Until the supervisor has reaped the old one (pgrep lists it as a zombie till
+# then) and started its successor, which it hands to the workers at once.
+restarted() {
+	new_resolver=$(children fv-resolver | grep -vx "$old_resolver" || true)
+	[ -n "$new_resolver" ] && ! kill -0 "$old_resolver" 2>/dev/null &&
+		grep -q "resolver process $new_resolver looks up serve.media hosts" "$T/serve.log"
+}
+for ((i = 0; i < 100; i++)); do
+	restarted && break
 	sleep 0.1
 done
+restarted || fail "no new resolver process 10 s after $old_resolver was killed: $(tail -3 "$T/serve.log")"
 small=$(jq -nc --argjson d "$(jq -s . "$T/m/doc.json")" \
 	'{version: "3.0", action: "data_exchange", screen: "UPLOAD", flow_token: "t3", data: {document_picker: $d}}')
 post --url "$URL" --pub "$T/current.pub" --secret "$APP_SECRET" --payload "$small"

@@ -52,12 +52,19 @@ ping_status() { # ping_status: the HTTP status of one signed ping on a new conne
 # signed pings ($T/ping.json, $SIG): workers answer 503 at once (never over
 # 1 s), the key process is restarted and requests succeed again within 2 s.
 keyproc_crash_check() {
-	local load keyproc kill_at
+	local load keyproc i
+	: >"$T/load.txt"
 	"$PY" "$SERVE_TEST_DIR/load.py" "$URL" "$T/ping.json" "$SIG" 6 "$T/load.txt" &
 	load=$!
-	sleep 2
+	# The kill comes once the load runs steadily (its interpreter may take a
+	# while to start on a busy machine), with most of its 6 s still to go.
+	for ((i = 0; i < 300; i++)); do
+		[ "$(awk '$2 == 200' "$T/load.txt" | wc -l)" -ge 20 ] && break
+		kill -0 "$load" 2>/dev/null || fail "the load client ended early: $(tail -3 "$T/load.txt")"
+		sleep 0.05
+	done
+	[ "$(awk '$2 == 200' "$T/load.txt" | wc -l)" -ge 20 ] || fail "the load got no 20 answers in 15 s: $(tail -3 "$T/load.txt")"
 	keyproc=$(children fv-keyproc)
-	kill_at=$("$PY" -c 'import time; print("%.4f" % time.monotonic())')
 	kill -SEGV "$keyproc"
 	wait "$load"
 	"$PY" - "$T/load.txt" <<-'PY' || fail "load during the key process crash: see above"

@@ -219,8 +219,9 @@ FV_INTERNAL int fv__metrics_key_slot(struct serve_metrics *m, const char *name);
 FV_INTERNAL void fv__metrics_request(struct serve_metrics *m, int http_status);
 FV_INTERNAL void fv__metrics_reply(struct serve_metrics *m, const fv_flow_reply *reply,
                                    const int *key_slots);
-/* One media file of a request: verified (`clear_bytes` passed on) or failed. */
-FV_INTERNAL void fv__metrics_media(struct serve_metrics *m, int ok, uint64_t clear_bytes);
+/* The media files of one request: `ok` verified (`clear_bytes` passed on), `failed`. */
+FV_INTERNAL void fv__metrics_media(struct serve_metrics *m, size_t ok, size_t failed,
+                                   uint64_t clear_bytes);
 /* The exposition text (malloc'ed). */
 FV_INTERNAL char *fv__metrics_render(struct serve_metrics *m, size_t *len);
 

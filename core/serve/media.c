@@ -701,13 +701,12 @@ int fv__media_upstream_call(void *arg, const char *key_name, const char *request
 	struct media_request req;
 	const char *text;
 	size_t count, refused = 0, i, nparts = 0, text_len = 0;
+	uint64_t clear_bytes = 0;
 	double deadline = fv__now_seconds() * 1e3 + (double)sm->cfg->timeout_ms;
 	int rc;
 
 	root = fv__flow_json_parse(request, request_len);
 	count = root ? fv__media_find(root, found, MEDIA_MAX_OBJECTS, &refused) : 0;
-	for (i = 0; i < refused; i++)
-		fv__metrics_media(sm->metrics, 0, 0);
 	if (!count) {
 		/* No media objects: the request goes as it came, as JSON. */
 		fv__flow_json_wipe_put(root);
@@ -726,8 +725,8 @@ int fv__media_upstream_call(void *arg, const char *key_name, const char *request
 	run_downloads(files, count, deadline);
 	parts[nparts++] = (struct upstream_part){ "request", NULL, "application/json", NULL, 0 };
 	for (i = 0; i < count; i++) {
-		fv__metrics_media(sm->metrics, files[i].ok, files[i].ok ? files[i].len : 0);
 		if (files[i].ok) {
+			clear_bytes += files[i].len;
 			set_status(files[i].obj, ok_status(&files[i]));
 			parts[nparts++] = (struct upstream_part){ files[i].part, files[i].filename,
 			                                          "application/octet-stream",
@@ -740,6 +739,8 @@ int fv__media_upstream_call(void *arg, const char *key_name, const char *request
 			set_status(files[i].obj, failed_status(files[i].reason));
 		}
 	}
+	/* parts: the request, then one per verified file. */
+	fv__metrics_media(sm->metrics, nparts - 1, count + refused - (nparts - 1), clear_bytes);
 	text = json_object_to_json_string_length(root, JSON_C_TO_STRING_PLAIN |
 	                                         JSON_C_TO_STRING_NOSLASHESCAPE, &text_len);
 	if (text) {

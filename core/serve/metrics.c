@@ -91,16 +91,13 @@ void fv__metrics_reply(struct serve_metrics *m, const fv_flow_reply *reply,
 		observe(&m->upstream, reply->upstream_seconds);
 }
 
-void fv__metrics_media(struct serve_metrics *m, int ok, uint64_t clear_bytes)
+void fv__metrics_media(struct serve_metrics *m, size_t ok, size_t failed, uint64_t clear_bytes)
 {
 	if (!m)
 		return;
-	if (ok) {
-		atomic_fetch_add(&m->media_ok, 1);
-		atomic_fetch_add(&m->media_bytes, clear_bytes);
-	} else {
-		atomic_fetch_add(&m->media_failed, 1);
-	}
+	atomic_fetch_add(&m->media_ok, ok);
+	atomic_fetch_add(&m->media_failed, failed);
+	atomic_fetch_add(&m->media_bytes, clear_bytes);
 }
 
 struct text {

@@ -96,8 +96,8 @@ expect_err_has "not an https:// URL"
 pass "TLS: a certificate from another CA is refused; http:// endpoints are refused"
 
 # ---- serve: round trip, 421, retries, 500 in the budget ----
-PORT=$(flow_free_port)
-UP=$(flow_free_port)
+PORT=$(free_port)
+UP=$(free_port)
 upstream_start "$UP"
 export APP_SECRET=cloud-app-secret
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/stranger.pem" 2>/dev/null

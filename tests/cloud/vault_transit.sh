@@ -123,8 +123,8 @@ expect_rc 0 "decrypts across a lease"
 pass "one AppRole login for many decrypts; a new one before the lease ends"
 
 # ---- serve ----
-PORT=$(flow_free_port)
-UP=$(flow_free_port)
+PORT=$(free_port)
+UP=$(free_port)
 upstream_start "$UP"
 export APP_SECRET=cloud-app-secret
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/stranger.pem" 2>/dev/null

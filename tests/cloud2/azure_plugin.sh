@@ -11,8 +11,8 @@
 . "$FV_SOURCE_DIR/tests/cloud2/cloud2_lib.sh"
 
 cloud2_ca
-PORT=$(cloud2_free_port)
-IMDS=$(cloud2_free_port)
+PORT=$(free_port)
+IMDS=$(free_port)
 TENANT=00000000-0000-0000-0000-00000000feed
 CLIENT_ID=11111111-2222-3333-4444-555555555555
 head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$T/client-secret"
@@ -110,7 +110,7 @@ config "$T/wrong-token.conf" '"access_token": "env:WRONG"'
 run "$FV" --config "$T/wrong-token.conf" pubkey cloud
 expect_rc 3 "pubkey with a wrong access token"
 expect_err_has "access_token 'env:WRONG'"
-NOPE=$(cloud2_free_port)
+NOPE=$(free_port)
 config "$T/no-imds.conf" "\"imds_endpoint\": \"http://127.0.0.1:$NOPE/metadata/identity/oauth2/token\", \"timeout_ms\": 1500"
 run "$FV" --config "$T/no-imds.conf" pubkey cloud
 expect_rc 3 "pubkey with no IMDS"
@@ -119,7 +119,7 @@ expect_err_has "127.0.0.1:$NOPE"
 pass "wrong credentials exit 3 naming the source (client secret, tenant, access token, managed identity)"
 
 # A vault whose challenge names a resource outside its domain gets no token.
-P2=$(cloud2_free_port)
+P2=$(free_port)
 cloud2_start azure2 azure_kv_sim.py --port "$P2" --cert "$T/server.pem" --key "$T/server.key" \
 	--tenant "$TENANT" --client-id "$CLIENT_ID" --client-secret-file "$T/client-secret"
 printf '{"keys": {"cloud": {"provider": "azure-keyvault", "vault_url": "https://sim.vault.localhost:%s", "key_name": "flows", "ca_file": "%s", %s, "client_secret": "env:CLIENT_SECRET"}}}\n' \

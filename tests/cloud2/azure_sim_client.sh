@@ -7,8 +7,8 @@
 
 cloud2_node_modules
 cloud2_ca
-PORT=$(cloud2_free_port)
-IMDS=$(cloud2_free_port)
+PORT=$(free_port)
+IMDS=$(free_port)
 CLIENT_ID=11111111-2222-3333-4444-555555555555
 TENANT=00000000-0000-0000-0000-00000000feed
 head -c 24 /dev/urandom | base64 >"$T/client-secret"

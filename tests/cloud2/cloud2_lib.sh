@@ -20,8 +20,6 @@ cloud2_ca() {
 	chmod 600 "$T/ca.key" "$T/server.key"
 }
 
-cloud2_free_port() { free_port; }
-
 # cloud2_start NAME SCRIPT ARGS...: run a simulator in the background (log in
 # $T/NAME.log) and wait until its first --port listens.
 cloud2_start() {
@@ -112,8 +110,8 @@ expect_no_secrets() {
 # service: 500 within the budget. Needs $T/service.pub and $APP_SECRET.
 cloud2_serve_checks() {
 	local SPORT UP URL decrypts tokens tokens_before elapsed_ms i
-	SPORT=$(cloud2_free_port)
-	UP=$(cloud2_free_port)
+	SPORT=$(free_port)
+	UP=$(free_port)
 	upstream_start "$UP"
 	cloud2_serve_config "$T/serve.conf" "$2" "$SPORT" "$UP"
 	tokens_before=$(sim_stats "$PORT" tokens_issued)

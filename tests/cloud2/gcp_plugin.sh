@@ -10,8 +10,8 @@
 . "$FV_SOURCE_DIR/tests/cloud2/cloud2_lib.sh"
 
 cloud2_ca
-PORT=$(cloud2_free_port)
-MD=$(cloud2_free_port)
+PORT=$(free_port)
+MD=$(free_port)
 RING=projects/sim-project/locations/europe-west1/keyRings/flowvault
 VERSION=$RING/cryptoKeys/flows/cryptoKeyVersions/1
 head -c 30 /dev/urandom | base64 | tr -d '/+=' >"$T/static-token"
@@ -113,7 +113,7 @@ expect_err_has "invalid_grant"
 run env GOOGLE_APPLICATION_CREDENTIALS="$T/other-sa.json" "$FV" --config "$T/md.conf" pubkey cloud
 expect_rc 3 "pubkey with a wrong GOOGLE_APPLICATION_CREDENTIALS"
 expect_err_has "GOOGLE_APPLICATION_CREDENTIALS"
-NOPE=$(cloud2_free_port)
+NOPE=$(free_port)
 run env GCE_METADATA_HOST="127.0.0.1:$NOPE" "$FV" --config "$T/md.conf" pubkey cloud
 expect_rc 3 "pubkey with no metadata server"
 expect_err_has "metadata server"
@@ -128,16 +128,16 @@ cloud2_serve_checks "Cloud KMS" "$(entry "\"credentials_file\": \"$T/sa.json\"")
 # Tokens are refreshed shortly before they expire: with a 10 s lifetime a
 # token serves until 5 s before its end (half the lifetime, for short ones);
 # the request after that fetches one new token, the next one reuses it.
-P3=$(cloud2_free_port)
-MD3=$(cloud2_free_port)
+P3=$(free_port)
+MD3=$(free_port)
 cloud2_start gcp3 gcp_kms_sim.py --port "$P3" --metadata-port "$MD3" --cert "$T/server.pem" \
 	--key "$T/server.key" --key-ring "$RING" --token-ttl 10 --pending-reads 0
 EP="https://127.0.0.1:$P3"
 config "$T/ttl.conf" ""
 GCE_METADATA_HOST="127.0.0.1:$MD3" "$FV" --config "$T/ttl.conf" -q generate cloud >/dev/null
 GCE_METADATA_HOST="127.0.0.1:$MD3" "$FV" --config "$T/ttl.conf" pubkey cloud >"$T/ttl.pub"
-SPORT=$(cloud2_free_port)
-UP=$(cloud2_free_port)
+SPORT=$(free_port)
+UP=$(free_port)
 upstream_start "$UP"
 cloud2_serve_config "$T/ttl-serve.conf" "$(entry "")" "$SPORT" "$UP"
 GCE_METADATA_HOST="127.0.0.1:$MD3" "$FV" --config "$T/ttl-serve.conf" serve >"$T/ttl.out" 2>"$T/ttl.log" &

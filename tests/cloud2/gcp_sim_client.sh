@@ -7,8 +7,8 @@
 
 cloud2_node_modules
 cloud2_ca
-PORT=$(cloud2_free_port)
-MD=$(cloud2_free_port)
+PORT=$(free_port)
+MD=$(free_port)
 cloud2_start gcp gcp_kms_sim.py --port "$PORT" --metadata-port "$MD" \
 	--cert "$T/server.pem" --key "$T/server.key"
 

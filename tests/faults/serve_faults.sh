@@ -16,7 +16,7 @@ CONNS="$FV_SOURCE_DIR/tests/faults/serve_conns.py"
 MAX_CONN=8
 TIMEOUT_S=2
 MAX_BODY=4096
-PORT=$(flow_free_port)
+PORT=$(free_port)
 URL="http://127.0.0.1:$PORT/flows"
 PING_TOKEN=PINGTOKEN-2f6a
 

@@ -13,10 +13,10 @@ round_trip() {
 	run "$FV" --config "$1" generate "$2"
 	expect_rc 0 "generate $2"
 	"$FV" --config "$1" pubkey "$2" >"$T/$2.pub"
-	port=$(flow_free_port)
-	up=$(flow_free_port)
+	port=$(free_port)
+	up=$(free_port)
 	upstream_start "$up"
-	admin=$(flow_free_port)
+	admin=$(free_port)
 	"$PY" - "$1" "$2" "$port" "$up" "$admin" <<'PY'
 import json, sys
 path, key, port, up, admin = sys.argv[1:]

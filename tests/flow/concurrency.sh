@@ -4,8 +4,8 @@
 . "$FV_SOURCE_DIR/tests/flow/flow_lib.sh"
 
 flow_setup_keys
-PORT=$(flow_free_port)
-UP=$(flow_free_port)
+PORT=$(free_port)
+UP=$(free_port)
 upstream_start "$UP"
 flow_config "$T/config.json" "{\"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"off\",
     \"keys\": [\"current\"], \"allow_unsigned\": true,

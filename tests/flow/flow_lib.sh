@@ -5,8 +5,6 @@ PYWA="$VECTORS/pywa-flows"
 # The system interpreter: a version-manager shim can take a second to start.
 PY=$(command -v /usr/bin/python3 || command -v python3)
 
-flow_free_port() { free_port; }
-
 # The pywa known-answer key (encrypted PKCS#8, passphrase "pywa"), mode 0600.
 flow_setup_keys() {
 	install -m 600 "$PYWA/private_key.pem" "$T/pywa.pem"

@@ -4,10 +4,10 @@
 . "$FV_SOURCE_DIR/tests/flow/flow_lib.sh"
 
 flow_setup_keys
-PORT=$(flow_free_port)
-UP=$(flow_free_port)
-DOWN=$(flow_free_port) # nothing listens there
-ADMIN=$(flow_free_port)
+PORT=$(free_port)
+UP=$(free_port)
+DOWN=$(free_port) # nothing listens there
+ADMIN=$(free_port)
 URL="http://127.0.0.1:$PORT/flows"
 export APP_SECRET_NEW=new-secret-123 APP_SECRET_OLD=old-secret-456
 

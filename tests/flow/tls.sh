@@ -4,7 +4,7 @@
 . "$FV_SOURCE_DIR/tests/flow/flow_lib.sh"
 
 flow_setup_keys
-PORT=$(flow_free_port)
+PORT=$(free_port)
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
 	-addext subjectAltName=IP:127.0.0.1 -keyout "$T/tls.key" -out "$T/tls.crt" 2>/dev/null
 chmod 600 "$T/tls.key"

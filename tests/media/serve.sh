@@ -12,10 +12,10 @@ MAKE="$PYTHON $FV_SOURCE_DIR/tests/media/make_media.py"
 EXAMPLE="$FV_SOURCE_DIR/examples/media-upstream/upstream.py"
 
 flow_setup_keys
-PORT=$(flow_free_port)
-ADMIN=$(flow_free_port)
-UP=$(flow_free_port)
-CDN=$(flow_free_port)
+PORT=$(free_port)
+ADMIN=$(free_port)
+UP=$(free_port)
+CDN=$(free_port)
 URL="http://127.0.0.1:$PORT/flows"
 
 # -- The CDN: HTTPS for "localhost" under a test CA. ---------------------------
@@ -242,7 +242,7 @@ pass "a reload applies the new allowed_hosts (a host by name through the resolve
 serve_stop
 
 # -- isolation "none": libcurl resolves and reads ca_file in the one process. --
-ADMIN=$(flow_free_port)
+ADMIN=$(free_port)
 flow_config "$T/none.json" "{\"listen\": \"127.0.0.1:$PORT\", \"admin_listen\": \"127.0.0.1:$ADMIN\", \"keys\": [\"current\"],
   \"app_secrets\": [\"env:APP_SECRET\"], \"upstream\": \"http://127.0.0.1:$UP/logic\", \"threads\": 4,
   \"isolation\": \"none\", \"upstream_timeout_ms\": 5000,

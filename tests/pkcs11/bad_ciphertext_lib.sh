@@ -27,8 +27,8 @@ check_bad_ciphertext() {
 	expect_rc 6 "$what: flow decrypt of 256 x 0xFF"
 	pass "$what: flow decrypt of an out-of-range encrypted_aes_key exits 6"
 
-	port=$(flow_free_port)
-	admin=$(flow_free_port)
+	port=$(free_port)
+	admin=$(free_port)
 	export FV_BAD_CT_SECRET=bad-ciphertext-secret
 	"$PY" - "$config" "$T/serve-$key.json" "$key" "$port" "$admin" <<'PY'
 import json, sys

@@ -13,8 +13,8 @@ crash_with() {
 	run "$FV" --config "$1" generate "$2"
 	expect_rc 0 "generate $2"
 	"$FV" --config "$1" pubkey "$2" >"$T/$2.pub"
-	PORT=$(flow_free_port)
-	ADMIN=$(flow_free_port)
+	PORT=$(free_port)
+	ADMIN=$(free_port)
 	URL="http://127.0.0.1:$PORT/flows"
 	"$PY" - "$1" "$2" "$PORT" "$ADMIN" <<'PY'
 import json, sys

@@ -10,8 +10,8 @@ export APP_SECRET=serve-test-secret
 # with EXTRA (JSON members) appended to the serve section.
 sep_setup() {
 	flow_setup_keys
-	PORT=$(flow_free_port)
-	ADMIN=$(flow_free_port)
+	PORT=$(free_port)
+	ADMIN=$(free_port)
 	URL="http://127.0.0.1:$PORT/flows"
 	sep_config "${1:-}"
 	"$FV" --config "$T/config.json" pubkey current >"$T/current.pub"

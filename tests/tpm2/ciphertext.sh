@@ -10,8 +10,8 @@
 unset TSS2_LOG
 
 swtpm_start "$T/tpm"
-PORT=$(flow_free_port)
-UP=$(flow_free_port)
+PORT=$(free_port)
+UP=$(free_port)
 URL="http://127.0.0.1:$PORT/flows"
 export APP_SECRET=ciphertext-test-secret
 cat >"$T/fv.json" <<JSON
